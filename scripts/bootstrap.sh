@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Idempotent set-up: .venv with torch and convscope[dev], plus the Debian
+# packages the tests and the offline datasets need. A second run does nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=.venv
+STAMP="$VENV/.convscope-bootstrap"
+APT_PKGS=(chromium dataset-fashion-mnist)
+
+missing_apt=()
+for pkg in "${APT_PKGS[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing_apt+=("$pkg")
+done
+if [ ${#missing_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "bootstrap: installing Debian packages: ${missing_apt[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing_apt[@]}" >/dev/null
+  else
+    echo "bootstrap: missing Debian packages (${missing_apt[*]}); as root run:" >&2
+    echo "  sudo apt-get update && sudo apt-get install -y ${missing_apt[*]}" >&2
+    echo "bootstrap: going on without them (browser tests and fashion-mnist will be skipped)." >&2
+  fi
+fi
+
+# The stamp holds a hash of pyproject.toml: a changed dependency list reinstalls.
+want=$(sha256sum pyproject.toml | cut -c1-16)
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/convscope" ]; then
+  exit 0
+fi
+
+PY=${PYTHON:-}
+if [ -z "$PY" ]; then
+  for cand in python3.11 python3; do
+    if command -v "$cand" >/dev/null 2>&1; then PY=$cand; break; fi
+  done
+fi
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+
+case "$(uname -m)" in
+  aarch64|arm64) TORCH=(torch==2.9.1 torchvision==0.24.1) ;;
+  *) TORCH=(torch==2.14.1 torchvision==0.29.1) ;;
+esac
+echo "bootstrap: installing ${TORCH[*]} and convscope[dev] into $VENV (first run: a few minutes)"
+"$VENV/bin/pip" install -q --upgrade pip >/dev/null
+"$VENV/bin/pip" install -q "${TORCH[@]}"
+"$VENV/bin/pip" install -q -e ".[dev]"
+echo "$want" > "$STAMP"
+echo "bootstrap: done"

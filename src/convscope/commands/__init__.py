@@ -1,0 +1,1 @@
+"""One module per `convscope` subcommand (see convscope.cli)."""

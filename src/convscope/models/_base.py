@@ -1,0 +1,45 @@
+"""The model contract every convscope network follows (timm's, in short).
+
+    forward(x) == forward_head(forward_features(x))
+    reset_classifier(num_classes)  # a new head, the body untouched
+    num_features                   # width of the features the head reads
+    default_input_size             # (C, H, W) the network was designed for
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def check_input(x: torch.Tensor, in_chans: int) -> None:
+    """A clear error for the most common mistake: the wrong number of channels."""
+    if x.dim() != 4:
+        raise ValueError(f"expected a batch of images (N, C, H, W), got a tensor of shape {tuple(x.shape)}")
+    if x.shape[1] != in_chans:
+        raise ValueError(
+            f"the model expects {in_chans} input channel(s) but the input has {x.shape[1]}; "
+            f"build it with in_chans={x.shape[1]} or convert the images"
+        )
+
+
+class Classifier(nn.Module):
+    """Base class: subclasses set `self.in_chans`, `self.num_features`,
+    `self.default_input_size`, and implement `forward_features`, `forward_head`
+    and `reset_classifier`."""
+
+    in_chans: int = 3
+    num_features: int
+    default_input_size: tuple[int, int, int] = (3, 224, 224)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def reset_classifier(self, num_classes: int) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.in_chans)
+        return self.forward_head(self.forward_features(x))
