@@ -58,6 +58,9 @@ class LeNet5(Classifier):
 
 
 @register_model
-def lenet5(*, num_classes: int = 10, in_chans: int = 1, **kwargs) -> LeNet5:
-    """The demo network of the explorer (63,802 parameters for 10 classes)."""
+def lenet5(*, num_classes: int = 10, in_chans: int = 1, small_input: bool = True, **kwargs) -> LeNet5:
+    """The demo network of the explorer (63,802 parameters for 10 classes).
+
+    `small_input` is accepted for the zoo's common signature; LeNet is small already.
+    """
     return LeNet5(num_classes=num_classes, in_chans=in_chans, **kwargs)
