@@ -54,7 +54,7 @@ class LRN(nn.LocalResponseNorm):
 
 
 class SqueezeExcite(nn.Module):
-    """Squeeze-and-excitation (Hu et al. 2018, section 3, Fig. 2): re-weight channels.
+    """Squeeze-and-excitation (Hu et al. 2018, section 3, Fig. 1): re-weight channels.
 
         squeeze    z_c = 1/(H W) sum_{i,j} u_c(i, j)            (eq. 2, global average)
         excitation s = sigmoid(W2 relu(W1 z))                   (eq. 3, W1: C -> C/r, W2: C/r -> C)
