@@ -77,9 +77,13 @@ class Summary:
         return self.total_params * self.dtype_bytes
 
     def row(self, name: str) -> Row:
+        """The row of a layer; for a container ("layer2") the last row inside it, its output."""
         for r in self.rows:
             if r.name == name:
                 return r
+        inside = [r for r in self.rows if r.name.startswith(name + ".")]
+        if inside:
+            return inside[-1]
         raise KeyError(f"no row named {name!r} in the summary of {self.model}")
 
     def to_dict(self) -> dict[str, Any]:
