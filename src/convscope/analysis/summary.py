@@ -147,10 +147,12 @@ def summary(model: nn.Module | str, input_size: Sequence[int] | str | None = Non
         raw = _trace(module, size)
     except EmptyOutput as exc:
         smallest = _smallest_input(module, size)
-        hint = (f"; the smallest square input that works is {size[0]}x{smallest}x{smallest}" if smallest
-                else "; no square input up to 4096 pixels works")
+        hint = (f"the smallest square input that leaves every layer's output non-empty is "
+                f"{size[0]}x{smallest}x{smallest}" if smallest else "no square input up to 4096 pixels works")
+        designed = getattr(module, "default_input_size", None)
+        hint += f" ({name} was designed for {_fmt(designed)})" if designed else ""
         raise ValueError(f"input {_fmt(size)} is too small for {name}: the output of {exc.layer} ({exc.kind}) "
-                         f"would be empty{hint}") from None
+                         f"would be empty; {hint}") from None
     except RuntimeError as exc:
         raise ValueError(f"input {_fmt(size)} does not fit {name} (designed for "
                          f"{_fmt(getattr(module, 'default_input_size', size))}): {str(exc).splitlines()[0]}") from None
