@@ -210,7 +210,8 @@ def has_light_background(gray: np.ndarray) -> bool:
 def _clean_digit(gray: np.ndarray) -> np.ndarray:
     """White-on-black with a black background: subtract the border level, stretch to 1.
 
-    Paper photographed under a lamp is never 0; MNIST's background is. Left-over
+    Only for images whose border is not already black. Paper photographed
+    under a lamp is never 0; MNIST's background is. Left-over
     background below 20% of the ink is set to 0 so it does not widen the ink box.
     """
     h, w = gray.shape
@@ -218,6 +219,8 @@ def _clean_digit(gray: np.ndarray) -> np.ndarray:
     border = np.concatenate([gray[:b].ravel(), gray[-b:].ravel(), gray[:, :b].ravel(),
                              gray[:, -b:].ravel()])
     background, peak = float(np.median(border)), float(gray.max())
+    if background < 0.05:  # already black (a canvas, an MNIST digit): leave every grey level
+        return gray
     if peak - background < 0.1:  # no stroke stands out of the paper: nothing drawn
         return np.zeros_like(gray)
     g = np.clip((gray - background) / (peak - background), 0.0, 1.0)
