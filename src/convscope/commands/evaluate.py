@@ -1,0 +1,57 @@
+"""convscope evaluate: top-1, top-5, per-class accuracy and a confusion matrix of a run."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+NAME = "evaluate"
+HELP = "score a trained run: top-1, top-5, per-class accuracy, confusion matrix"
+ORDER = 55
+DESCRIPTION = """Score a run folder on a split of a dataset (default: the run's own dataset, test split).
+Writes confusion-<data>-<split>.png into the run folder (or --out).
+
+examples:
+  convscope evaluate runs/demo
+  convscope evaluate runs/demo --data mnist --split val --json"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="a run folder written by `convscope train`")
+    p.add_argument("--data", help="dataset name (default: the one the run was trained on)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--out", help="folder for the confusion-matrix PNG (default: the run folder)")
+    p.add_argument("--data-root", help="where the dataset files are")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _table(res: dict) -> str:
+    lines = [f"{res['dataset']} {res['split']} ({res['n']} images): top-1 {100 * res['top1']:.2f}%  "
+             f"top-5 {100 * res['top5']:.2f}%  loss {res['loss']:.4f}", "per class:"]
+    width = max(len(c) for c in res["per_class"])
+    for cls, acc in res["per_class"].items():
+        lines.append(f"  {cls:<{width}}  " + ("   n/a" if acc is None else f"{100 * acc:6.2f}%"))
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from convscope.train import evaluate
+    from convscope.train.plots import plot_confusion
+
+    res = evaluate(args.run, args.data, split=args.split, device=args.device, data_root=args.data_root)
+    folder = Path(args.out) if args.out else Path(args.run)
+    safe = str(res["dataset"]).replace(":", "-").replace("/", "-")
+    png = folder / f"confusion-{safe}-{args.split}.png"
+    try:
+        plot_confusion(res["confusion"], res["classes"], png,
+                       title=f"{Path(args.run).name} on {res['dataset']} {args.split}: top-1 {100 * res['top1']:.2f}%")
+    except OSError as exc:
+        raise ValueError(f"cannot write {png}: {exc.strerror or exc}; pass --out to a folder you can write") from None
+    res["confusion_png"] = str(png)
+    if args.json:
+        print(json.dumps(res))
+    else:
+        print(_table(res))
+        print(f"confusion matrix: {png}")
+    return 0

@@ -1,0 +1,190 @@
+"""`train()` and `evaluate()`: names, datasets and run folders in; results out.
+
+Everything that can be wrong with the request (an unknown model, dataset or
+recipe, an --out that cannot be written, a model whose input does not fit
+the data) is reported before the first training step.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from convscope.train.checkpoint import CONFIG, read_config
+from convscope.train.config import TrainConfig, make_config, recipe_defaults
+from convscope.train.runtime import Runtime, barrier, setup, teardown
+
+
+def versions() -> dict[str, str]:
+    from convscope import __version__
+
+    out = {"convscope": __version__, "python": platform.python_version(), "torch": torch.__version__}
+    for mod in ("torchvision", "numpy"):
+        try:
+            out[mod] = __import__(mod).__version__
+        except ImportError:  # pragma: no cover
+            pass
+    return out
+
+
+def load_dataset(data: Any, *, root: str | None = None, download: bool = False,
+                 image_size: int | None = None) -> Any:
+    """A convscope.data Dataset from a name ("mnist", "folder:PATH", ...) or the object itself."""
+    if not isinstance(data, str):
+        return data
+    from convscope.data import get_dataset
+
+    return get_dataset(data, root=root, download=download, image_size=image_size)
+
+
+def _check_out(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """Read-only checks every rank can make before anything is written."""
+    if resume:
+        if not (out / CONFIG).is_file():
+            raise FileNotFoundError(f"cannot resume: {out} holds no run ({CONFIG} is missing); "
+                                    f"start a new run with --out {out} and no --resume")
+        return
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder; choose another --out")
+    if (out / CONFIG).is_file() and not overwrite:
+        raise ValueError(f"{out} already holds a run; continue it with --resume, replace it with "
+                         f"--overwrite, or choose another --out")
+
+
+def _probe_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{uuid.uuid4().hex}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ValueError(f"cannot write the run to --out {out}: {exc.strerror or exc}; "
+                         f"choose a folder you can write to") from None
+
+
+def check_fit(model: nn.Module, dataset: Any) -> None:
+    """One forward pass of two real images: the model must take them and give one score per class."""
+    images = torch.as_tensor(dataset.val.images[:2] if len(dataset.val.images) else dataset.train.images[:2])
+    x = images.float() / 255
+    name = getattr(model, "model_name", type(model).__name__)
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(x)
+    except (RuntimeError, ValueError) as exc:
+        want = getattr(model, "default_input_size", None)
+        raise ValueError(
+            f"model {name} does not fit {dataset.name}'s images of size {tuple(x.shape[1:])}"
+            + (f" (it was designed for {tuple(want)})" if want else "")
+            + f": {str(exc).splitlines()[0]}. Pick a model for this input size, pass model kwargs "
+              f"(e.g. --model-arg input_size=...), or resize the data with --image-size") from None
+    finally:
+        model.train(was)
+    logits = out[0] if isinstance(out, (tuple, list)) else out
+    if logits.dim() != 2 or logits.shape[1] != len(dataset.classes):
+        raise ValueError(f"model {name} gives outputs of shape {tuple(logits.shape)} but {dataset.name} has "
+                         f"{len(dataset.classes)} classes; build it with num_classes={len(dataset.classes)}")
+
+
+def run_config_for(model_name: str, model_kwargs: dict, dataset: Any, *, data_name: str | None = None,
+                   image_size: int | None = None) -> dict[str, Any]:
+    """config.json minus the training recipe (fit adds "recipe", "seed" and the result)."""
+    pre = dataset.preprocessing() if hasattr(dataset, "preprocessing") else {}
+    return {
+        "model": {"name": model_name, "kwargs": model_kwargs},
+        "dataset": data_name or dataset.name,
+        "dataset_kind": getattr(dataset, "kind", None),
+        "dataset_source": str(getattr(dataset, "source", "")),
+        "image_size": image_size,
+        "classes": [str(c) for c in dataset.classes],
+        "input_size": list(getattr(dataset, "input_size", dataset.train.images.shape[1:])),
+        "normalization": {"mean": [float(v) for v in dataset.mean], "std": [float(v) for v in dataset.std]},
+        "preprocessing": pre,
+        "versions": versions(),
+    }
+
+
+def _build_model(model: str | nn.Module, dataset: Any, model_kwargs: dict, seed: int) -> tuple[nn.Module, str]:
+    if isinstance(model, nn.Module):
+        return model, getattr(model, "model_name", type(model).__name__)
+    from convscope.models import create_model
+
+    torch.manual_seed(seed)  # the initial weights depend on --seed only
+    c = int(dataset.train.images.shape[1])
+    kwargs = dict(model_kwargs)
+    kwargs.setdefault("num_classes", len(dataset.classes))
+    kwargs.setdefault("in_chans", c)
+    return create_model(model, **kwargs), model
+
+
+def _resolve(out: Path, model, data, recipe, resume: bool, model_kwargs, values: dict) -> tuple:
+    """(model, data, model_kwargs, TrainConfig): from the saved run on resume, else recipe + arguments."""
+    if resume:
+        saved = read_config(out)
+        name, kwargs = saved["model"]["name"], dict(saved["model"].get("kwargs", {}))
+        for what, given, have in (("model", model, name), ("data", data, saved["dataset"])):
+            if isinstance(given, str) and given != have:
+                raise ValueError(f"{out} was trained with --{what} {have}, not {given}; drop --{what} "
+                                 f"to resume, or start a new run in another --out")
+        values = {k: v for k, v in values.items() if k != "seed"}  # a run keeps its seed
+        return name, saved["dataset"], kwargs, make_config(None, base=saved.get("recipe", {}), **values)
+    rd = recipe_defaults(recipe)
+    model = model if model is not None else rd.get("model", "lenet5")
+    data = data if data is not None else rd.get("data", "mnist")
+    return model, data, dict(model_kwargs or {}), make_config(recipe, **values)
+
+
+def train(*, model: str | nn.Module | None = None, data: Any = None, out: str | Path,
+          recipe: str | None = None, epochs: int | None = None, batch_size: int | None = None,
+          lr: float | None = None, optimizer: str | None = None, schedule: str | None = None,
+          seed: int = 0, resume: bool = False, progress: bool = True, model_kwargs: dict | None = None,
+          device: str | None = None, threads: int | None = None, data_root: str | None = None,
+          download: bool = False, image_size: int | None = None, overwrite: bool = False,
+          report: bool | None = None, **overrides: Any) -> Path:
+    """Train `model` (a registered name or a module) on `data` (a name or a Dataset); returns the run folder.
+
+    model/data default to the recipe's, else lenet5 on mnist. `overrides` are
+    TrainConfig fields (weight_decay=..., label_smoothing=..., augment=...).
+    Run under torchrun it trains with DistributedDataParallel; only rank 0 writes.
+    """
+    out = Path(out)
+    values = dict(overrides, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
+                  schedule=schedule, seed=seed)
+    _check_out(out, resume=resume, overwrite=overwrite)
+    model, data, model_kwargs, cfg = _resolve(out, model, data, recipe, resume, model_kwargs, values)
+    rt = setup(device, threads)
+    try:
+        dataset = load_dataset(data, root=data_root, download=download, image_size=image_size)
+        net, name = _build_model(model, dataset, model_kwargs, cfg.seed)
+        check_fit(net, dataset)
+        if rt.main:
+            _probe_writable(out)
+        barrier(rt)
+        run_config = run_config_for(name, model_kwargs, dataset, data_name=data if isinstance(data, str) else None,
+                                    image_size=image_size)
+        from convscope.train.loop import fit
+
+        result = fit(net, dataset, cfg, out, run_config=run_config, resume=resume, progress=progress, runtime=rt)
+        if rt.main and (progress if report is None else report):
+            print(result_line(out, result, rt), flush=True)
+        return out
+    finally:
+        teardown(rt)
+
+
+def result_line(out: Path, result: dict, rt: Runtime | None = None) -> str:
+    h = result["history"]
+    if not h:
+        return f"nothing trained: {out} had finished all its epochs already"
+    f = h[-1]
+    secs = sum(r["seconds"] for r in h)
+    procs = f" x{rt.world} processes" if rt is not None and rt.world > 1 else ""
+    return (f"done: {result['epochs']} epochs in {secs:.1f}s{procs}: val top-1 {100 * f['val_top1']:.2f}%, "
+            f"top-5 {100 * f['val_top5']:.2f}% (best top-1 {100 * max(r['val_top1'] for r in h):.2f}%) -> {out}")

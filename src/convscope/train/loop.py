@@ -1,0 +1,224 @@
+"""`fit`: the training loop under `train()`, reusable by fine-tuning.
+
+One epoch: a seeded permutation of the in-memory training split, global
+batches of `batch_size` (each DDP rank takes its contiguous slice), batched
+augmentation, one optimizer step per batch, the lr set per step by the
+schedule, then the validation split scored with BN in eval mode. The host
+syncs only every `log_every` steps (loss check and progress) and at epoch end.
+
+After each finished epoch rank 0 writes state/state.pt (for --resume), then
+model.safetensors, config.json, metrics.jsonl and curves.png, each atomically.
+A SIGKILL therefore loses at most the epoch in progress; Ctrl-C saves the
+exact position inside the epoch as well.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+from torch import nn
+
+from convscope.train import augment as aug
+from convscope.train import optim, state as st
+from convscope.train.batches import Batches, loss_with_aux, score
+from convscope.train.checkpoint import atomic_write_bytes, save_run
+from convscope.train.config import TrainConfig
+from convscope.train.progress import Progress
+from convscope.train.runtime import Runtime, all_sum, setup
+
+
+class TrainingDiverged(ValueError):
+    """The loss became NaN or infinite."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during training, after the checkpoint was saved; `.run` is the folder."""
+
+    def __init__(self, run: Path, message: str) -> None:
+        super().__init__(message)
+        self.run, self.message = run, message
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """Shuffling and augmentation of epoch `epoch` depend on (seed, epoch) only."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def fit(model: nn.Module, dataset: Any, config: TrainConfig, out: str | Path, *,
+        run_config: dict[str, Any] | None = None,
+        param_groups: Iterable[dict] | None = None,
+        param_filter: Callable[[str, nn.Parameter], bool] | None = None,
+        frozen_modules: Iterable[nn.Module] = (),
+        before_epoch: Callable[[nn.Module, int], None] | None = None,
+        resume: bool = False, progress: bool = True,
+        runtime: Runtime | None = None) -> dict[str, Any]:
+    """Train `model` on `dataset` (a convscope.data Dataset) and write the run to `out`.
+
+    param_groups: torch-style groups (each may carry its own "lr" and
+        "weight_decay"); the schedule scales each group's own lr. Default: all
+        trainable parameters, no weight decay on biases and norm layers.
+    param_filter(name, param) -> bool: train only the parameters it accepts.
+    frozen_modules: kept in eval mode while training (frozen BN statistics).
+    before_epoch(model, epoch): called after model.train() each epoch.
+    Returns {"run", "history", "epochs", "final"} (final = the last epoch's metrics).
+    """
+    return _Fit(model, dataset, config, Path(out), run_config=run_config, param_groups=param_groups,
+                param_filter=param_filter, frozen_modules=list(frozen_modules),
+                before_epoch=before_epoch, progress=progress, rt=runtime or setup()).run(resume)
+
+
+class _Fit:
+    def __init__(self, model, dataset, cfg: TrainConfig, out: Path, *, run_config, param_groups,
+                 param_filter, frozen_modules, before_epoch, progress, rt: Runtime) -> None:
+        self.cfg, self.out, self.rt, self.dataset = cfg, out, rt, dataset
+        self.module = model.to(rt.device)
+        self.model = self.module
+        if rt.world > 1:
+            ids = [rt.device.index] if rt.device.type == "cuda" else None
+            self.model = nn.parallel.DistributedDataParallel(self.module, device_ids=ids)
+        kind = cfg.augment if cfg.augment != "auto" else getattr(dataset, "kind", "none")
+        spec = aug.spec_for(kind, image_size=dataset.train.images.shape[-1], erase_p=cfg.erase_p)
+        self.train_data = Batches(dataset.train, dataset.mean, dataset.std, rt.device, spec)
+        self.val_data = Batches(dataset.val, dataset.mean, dataset.std, rt.device)
+        self.run_config = run_config or {}
+        self.frozen, self.before_epoch, self.show = frozen_modules, before_epoch, progress and rt.main
+        n, b = len(self.train_data), cfg.batch_size
+        if b % rt.world:
+            raise ValueError(f"--batch-size {b} must split evenly over {rt.world} processes")
+        self.steps = max(1, n // b)  # the last incomplete batch is dropped (every step a full batch)
+        groups = list(param_groups) if param_groups is not None else optim.param_groups(
+            self.module, cfg.weight_decay, decay_norm_and_bias=cfg.decay_norm_and_bias, param_filter=param_filter)
+        self.opt = optim.build_optimizer(groups, name=cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum,
+                                         nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+        self.sched = optim.build_schedule(cfg.schedule, self.opt, epochs=cfg.epochs, steps_per_epoch=self.steps,
+                                          step_size=cfg.step_size, gamma=cfg.gamma, patience=cfg.patience,
+                                          warmup=cfg.warmup, warmup_epochs=cfg.warmup_epochs)
+        self.history: list[dict] = []
+        self.plotted = time.perf_counter()
+        self.epoch, self.step, self.gen_state, self.partial = 0, 0, None, [0.0, 0.0]
+
+    # ---- state -------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "step": self.step, "model": self.module.state_dict(),
+                "optimizer": self.opt.state_dict(), "schedule": self.sched.state_dict(),
+                "rng": st.rng_state(), "generator": self.gen_state, "partial": list(self.partial),
+                "history": self.history, "config": self.cfg.to_dict()}
+
+    def _restore(self) -> None:
+        s = st.load_state(self.out)
+        self.module.load_state_dict(s["model"])
+        self.opt.load_state_dict(s["optimizer"])
+        self.sched.load_state_dict(s["schedule"])
+        st.set_rng_state(s["rng"])
+        self.epoch, self.step, self.gen_state = int(s["epoch"]), int(s["step"]), s.get("generator")
+        self.partial, self.history = list(s.get("partial", [0.0, 0.0])), list(s["history"])
+
+    def _write_epoch(self) -> None:
+        """State first (resume needs only it), then the files people read."""
+        st.save_state(self.out, self._state())
+        config = dict(self.run_config, recipe=self.cfg.to_dict(), seed=self.cfg.seed,
+                      epochs_done=self.epoch, result=self.history[-1])
+        save_run(self.out, self.module, config)
+        lines = "".join(__import__("json").dumps(h) + "\n" for h in self.history)
+        atomic_write_bytes(self.out / "metrics.jsonl", lines.encode())
+        # matplotlib costs ~0.5 s a figure: redraw at most every 15 s, and always at the end
+        if self.epoch >= self.cfg.epochs or time.perf_counter() - self.plotted > 15:
+            from convscope.train.plots import plot_curves
+
+            plot_curves(self.history, self.out / "curves.png", title=str(self.out.name))
+            self.plotted = time.perf_counter()
+
+    # ---- the loop ----------------------------------------------------------
+    def run(self, resume: bool) -> dict[str, Any]:
+        if resume:
+            self._restore()
+        bar = Progress(self.cfg.epochs, self.steps, self.cfg.batch_size, enabled=self.show)
+        try:
+            while self.epoch < self.cfg.epochs:
+                self._train_epoch(bar)
+                self._end_epoch(bar)
+        except KeyboardInterrupt:
+            bar.close()
+            raise self._on_interrupt() from None
+        finally:
+            bar.close()
+        return {"run": self.out, "history": self.history, "epochs": self.epoch,
+                "final": self.history[-1] if self.history else None}
+
+    def _train_epoch(self, bar: Progress) -> None:
+        cfg, rt = self.cfg, self.rt
+        gen = epoch_generator(cfg.seed, self.epoch)
+        perm = torch.randperm(len(self.train_data), generator=gen)
+        if self.step and self.gen_state is not None:
+            gen.set_state(self.gen_state)  # Ctrl-C resume: continue inside the epoch
+        self.model.train()
+        for m in self.frozen:
+            m.eval()
+        if self.before_epoch is not None:
+            self.before_epoch(self.module, self.epoch)
+        bar.start_epoch(self.epoch, self.step)
+        self.t0 = time.perf_counter()
+        pending: list[torch.Tensor] = []
+        while self.step < self.steps:
+            pending.append(self._train_step(perm, gen))
+            self.step += 1
+            self.gen_state = gen.get_state()
+            if len(pending) >= cfg.log_every or self.step == self.steps:
+                self._check(pending, bar)
+                pending = []
+
+    def _train_step(self, perm: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        cfg, rt, b = self.cfg, self.rt, self.cfg.batch_size
+        idx = perm[self.step * b:(self.step + 1) * b]
+        prm = aug.sample_params(self.train_data.spec, len(idx), *self.train_data.shape[1:], gen)
+        share = len(idx) // rt.world
+        lo, hi = rt.rank * share, (rt.rank + 1) * share
+        x, y = self.train_data.get(idx[lo:hi].to(rt.device), aug.slice_params(prm, lo, hi))
+        self.sched.step(self.epoch, self.step)
+        with torch.autocast(rt.device.type, dtype=torch.bfloat16, enabled=rt.amp):
+            loss = loss_with_aux(self.model(x), y, cfg.label_smoothing)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return loss.detach()
+
+    def _check(self, pending: list[torch.Tensor], bar: Progress) -> None:
+        losses = torch.stack(pending).float()
+        total = losses.sum()
+        if not torch.isfinite(total).item():
+            bad = int((~torch.isfinite(losses)).nonzero()[0]) + self.step - len(pending)
+            raise TrainingDiverged(
+                f"the loss became {losses[bad - self.step + len(pending)].item()} at epoch {self.epoch + 1}, "
+                f"step {bad + 1} of {self.steps} (lr {self.opt.param_groups[0]['lr']:.4g}); lower --lr "
+                f"(or use --schedule onecycle/cosine with warm-up). The last finished epoch is kept in {self.out}")
+        self.partial[0] += float(total)
+        self.partial[1] += len(pending)
+        bar.update(len(pending), self.partial[0] / self.partial[1])
+
+    def _end_epoch(self, bar: Progress) -> None:
+        rt = self.rt
+        seconds = time.perf_counter() - self.t0
+        train_loss = all_sum(torch.tensor([self.partial[0] / max(self.partial[1], 1)], dtype=torch.float64,
+                                          device=rt.device), rt).item() / rt.world
+        val = score(self.module, self.val_data, rt, batch_size=self.cfg.eval_batch_size)
+        self.sched.epoch_end(val["top1"])
+        self.epoch, self.step, self.gen_state, self.partial = self.epoch + 1, 0, None, [0.0, 0.0]
+        row = {"epoch": self.epoch, "train_loss": train_loss, "val_loss": val["loss"], "val_top1": val["top1"],
+               "val_top5": val["top5"], "lr": self.opt.param_groups[0]["lr"], "seconds": round(seconds, 3),
+               "images_per_second": round(self.steps * self.cfg.batch_size / max(seconds, 1e-9), 1)}
+        self.history.append(row)
+        if rt.main:
+            self._write_epoch()
+        bar.end_epoch(row)
+
+    def _on_interrupt(self) -> Interrupted:
+        where = f"epoch {self.epoch + 1}, step {self.step} of {self.steps}"
+        if self.rt.main:
+            st.save_state(self.out, self._state())
+        hint = f"convscope train --out {self.out} --resume"
+        return Interrupted(self.out, f"interrupted at {where}; checkpoint saved in {self.out / st.STATE}. "
+                                     f"Resume with: {hint}")

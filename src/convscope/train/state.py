@@ -1,0 +1,54 @@
+"""RUN/state/state.pt: everything --resume needs, in one atomically written file.
+
+Stored as plain containers and tensors (RNG states as uint8 tensors) so it
+loads with `torch.load(weights_only=True)`: no pickled code runs on resume.
+"""
+from __future__ import annotations
+
+import io
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from convscope.train.checkpoint import atomic_write_bytes
+
+STATE = Path("state") / "state.pt"
+
+
+def rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
+        "numpy_pos": int(np_state[2]),
+        "python": torch.tensor(random.getstate()[1], dtype=torch.int64),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
+    random.setstate((3, tuple(int(v) for v in state["python"].tolist()), None))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_state(run: Path, state: dict[str, Any]) -> None:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(run / STATE, buf.getvalue())
+
+
+def load_state(run: Path) -> dict[str, Any]:
+    path = run / STATE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"nothing to resume in {run}: {STATE} is missing (the run never finished an epoch); "
+            f"start it again without --resume")
+    return torch.load(path, map_location="cpu", weights_only=True)
