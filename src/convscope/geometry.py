@@ -14,6 +14,7 @@ or strides would make it exact. Pure Python: no NumPy or torch here.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -43,8 +44,9 @@ class GeometryError(ValueError):
 
 
 def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):  # NumPy ints welcome
         raise GeometryError(f"{name} must be an integer: got {value!r}")
+    value = int(value)
     if value < minimum:
         what = "a positive integer" if minimum == 1 else "a non-negative integer"
         raise GeometryError(f"{name} must be {what}: got {value}")
