@@ -50,6 +50,24 @@ def _blas_info() -> list[dict]:
             for d in threadpoolctl.threadpool_info()]
 
 
+def _run_case(case: dict, rng, repeats: int) -> dict:
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from convscope.ops import conv2d
+
+    x = rng.standard_normal(case["x"], dtype=np.float32)
+    w = rng.standard_normal(case["w"], dtype=np.float32)
+    xt, wt = torch.from_numpy(x), torch.from_numpy(w)
+    ours = conv2d(x, w, padding=case["padding"])
+    with torch.no_grad():
+        ref = F.conv2d(xt, wt, padding=case["padding"]).numpy()
+        timing = _compare(lambda: conv2d(x, w, padding=case["padding"]),
+                          lambda: F.conv2d(xt, wt, padding=case["padding"]), repeats)
+    return {**case, "dtype": str(ours.dtype), "max_abs_diff": float(np.abs(ours - ref).max()), **timing}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1, help="threads for both numpy's BLAS and torch")
@@ -58,31 +76,17 @@ def main() -> None:
 
     import numpy as np
     import torch
-    import torch.nn.functional as F
-
-    from convscope.ops import conv2d
 
     torch.set_num_threads(args.threads)
     limiter = None
     try:
-        import threadpoolctl
+        import threadpoolctl  # not a declared dependency: without it numpy's BLAS keeps its own thread count
 
         limiter = threadpoolctl.threadpool_limits(args.threads)
     except ImportError:
         pass
     rng = np.random.default_rng(0)
-    results = []
-    for case in CASES:
-        x = rng.standard_normal(case["x"], dtype=np.float32)
-        w = rng.standard_normal(case["w"], dtype=np.float32)
-        xt, wt = torch.from_numpy(x), torch.from_numpy(w)
-        ours = conv2d(x, w, padding=case["padding"])
-        with torch.no_grad():
-            ref = F.conv2d(xt, wt, padding=case["padding"]).numpy()
-            timing = _compare(lambda: conv2d(x, w, padding=case["padding"]),
-                              lambda: F.conv2d(xt, wt, padding=case["padding"]), args.repeats)
-        results.append({**case, "dtype": str(ours.dtype), "max_abs_diff": float(np.abs(ours - ref).max()),
-                        **timing})
+    results = [_run_case(case, rng, args.repeats) for case in CASES]
     print(json.dumps({
         "benchmark": "ops.conv2d vs torch.nn.functional.conv2d",
         "threads": args.threads, "repeats": args.repeats, "target_ratio": 3.0,

@@ -146,5 +146,6 @@ def conv2d_backward(dout: Any, x: Any, w: Any, stride: IntOrPair = 1, padding: I
     dcols = np.matmul(kernels.transpose(0, 2, 1), d)                # (N, G, C/G*KH*KW, L)
     dxp = np.zeros(xp.shape, dtype=dcols.dtype)
     col2im_add(dxp, dcols.reshape(n, depth * groups, kh, kw, oh, ow), stride, dilation)
-    dx = dxp[:, :, padding[0]:padding[0] + x.shape[2], padding[1]:padding[1] + x.shape[3]]
+    (top, left), (h, w_) = padding, x.shape[2:]
+    dx = np.ascontiguousarray(dxp[:, :, top:top + h, left:left + w_])  # drop the padding
     return (dx[0] if unbatched else dx), dw.reshape(w.shape), db

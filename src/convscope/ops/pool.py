@@ -87,5 +87,5 @@ def max_pool2d_backward(dout: Any, x: Any, kernel_size: IntOrPair, stride: IntOr
             dcols[:, :, i, j] = np.where(winner == i * k[1] + j, dout, 0)
     dxp = np.zeros(xp.shape, dtype=dtype)
     col2im_add(dxp, dcols, s, (1, 1))
-    dx = dxp[:, :, p[0]:p[0] + x.shape[2], p[1]:p[1] + x.shape[3]]
+    dx = np.ascontiguousarray(dxp[:, :, p[0]:p[0] + x.shape[2], p[1]:p[1] + x.shape[3]])  # drop the padding
     return dx[0] if unbatched else dx
