@@ -156,3 +156,12 @@ def test_bad_bias_and_dout():
         conv2d(x, w, np.zeros(3))
     with pytest.raises(ValueError, match=r"dout must have the output's shape \(1, 2, 3, 3\)"):
         conv2d_backward(np.zeros((1, 2, 5, 5)), x, w)
+
+
+def test_non_contiguous_inputs():
+    """The im2col view follows the array's own strides: flipped or sliced inputs work unchanged."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 3, 10, 12))[:, ::-1, ::-1, ::2]
+    w = rng.standard_normal((3, 4, 3, 3)).transpose(1, 0, 3, 2)
+    ref = F.conv2d(torch.from_numpy(x.copy()), torch.from_numpy(w.copy()), stride=(2, 1), padding=1).numpy()
+    np.testing.assert_allclose(conv2d(x, w, stride=(2, 1), padding=1), ref, atol=1e-12)
