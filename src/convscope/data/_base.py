@@ -174,14 +174,28 @@ def to_split(images: np.ndarray, labels: np.ndarray, index: np.ndarray | None = 
     return Split(torch.from_numpy(images), torch.from_numpy(labels))
 
 
-def resize_uint8(images: np.ndarray, size: int) -> np.ndarray:
-    """Resize uint8 (N, C, H, W) to (N, C, size, size), antialiased bilinear."""
+MAX_BYTES = 4 << 30  # refuse to build an in-memory set above 4 GiB
+
+
+def resize_uint8(images: np.ndarray, size: int, chunk: int = 1024) -> np.ndarray:
+    """Resize uint8 (N, C, H, W) to (N, C, size, size), antialiased bilinear.
+
+    Done `chunk` images at a time, so the float copy stays small.
+    """
     if images.shape[-2:] == (size, size):
         return images
-    x = torch.from_numpy(np.ascontiguousarray(images)).float()
-    y = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear",
-                                        align_corners=False, antialias=True)
-    return y.round_().clamp_(0, 255).to(torch.uint8).numpy()
+    n, c = images.shape[:2]
+    if n * c * size * size > MAX_BYTES:
+        raise ValueError(f"{n} images at {c}x{size}x{size} would take "
+                         f"{n * c * size * size / 2**30:.1f} GiB of memory; choose a smaller "
+                         "image_size (or resize each batch on the fly)")
+    out = np.empty((n, c, size, size), dtype=np.uint8)
+    for i in range(0, n, chunk):
+        x = torch.from_numpy(np.ascontiguousarray(images[i:i + chunk])).float()
+        y = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear",
+                                            align_corners=False, antialias=True)
+        out[i:i + chunk] = y.round_().clamp_(0, 255).to(torch.uint8).numpy()
+    return out
 
 
 def build(name: str, classes: list[str], pools: dict[str, tuple[np.ndarray, np.ndarray]], *,

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-ImageLike = Union[Image.Image, np.ndarray, str, Path]
+ImageLike = Union[Image.Image, np.ndarray, torch.Tensor, str, Path]
 
 MNIST_SIZE = 28
 MNIST_BOX = 20  # the digit's longer side after size normalisation
@@ -54,6 +54,8 @@ def load_image(source: ImageLike) -> Image.Image:
     """A PIL image from a path, a PIL image or an array; EXIF rotation applied."""
     if isinstance(source, Image.Image):
         return source
+    if isinstance(source, torch.Tensor):
+        source = source.detach().cpu().numpy()
     if isinstance(source, np.ndarray):
         return _array_to_pil(source)
     path = Path(source)
@@ -106,7 +108,11 @@ def to_mode(img: Image.Image, channels: int) -> Image.Image:
 
 def to_gray(image: ImageLike) -> np.ndarray:
     """2-D float32 in [0, 1]. Float arrays are taken as already in [0, 1] (and clipped)."""
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().numpy()
     if isinstance(image, np.ndarray) and image.dtype != np.uint8:
+        if not np.isfinite(image).all():
+            raise ValueError("the image holds NaN or infinite values; send numbers in [0, 1]")
         a = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
         if a.ndim == 3 and a.shape[2] in (3, 4):
             a = a[..., :3] @ _LUMA  # alpha ignored: a float array is taken as opaque
@@ -198,13 +204,18 @@ def raw_downsample(gray: np.ndarray) -> np.ndarray:
     return _resize_float(g, (MNIST_SIZE, MNIST_SIZE), Image.Resampling.BOX)
 
 
-def has_light_background(gray: np.ndarray) -> bool:
-    """True when the border of the image is mostly light: black ink on white paper."""
+def _border_level(gray: np.ndarray) -> float:
+    """Median of the outer 5% ring of the image (at least one pixel wide): the paper."""
     h, w = gray.shape
     b = max(1, min(h, w) // 20)
     border = np.concatenate([gray[:b].ravel(), gray[-b:].ravel(), gray[:, :b].ravel(),
                              gray[:, -b:].ravel()])
-    return float(np.median(border)) > 0.5
+    return float(np.median(border))
+
+
+def has_light_background(gray: np.ndarray) -> bool:
+    """True when the border of the image is mostly light: black ink on white paper."""
+    return _border_level(gray) > 0.5
 
 
 def _clean_digit(gray: np.ndarray) -> np.ndarray:
@@ -214,11 +225,7 @@ def _clean_digit(gray: np.ndarray) -> np.ndarray:
     under a lamp is never 0; MNIST's background is. Left-over
     background below 20% of the ink is set to 0 so it does not widen the ink box.
     """
-    h, w = gray.shape
-    b = max(1, min(h, w) // 20)
-    border = np.concatenate([gray[:b].ravel(), gray[-b:].ravel(), gray[:, :b].ravel(),
-                             gray[:, -b:].ravel()])
-    background, peak = float(np.median(border)), float(gray.max())
+    background, peak = _border_level(gray), float(gray.max())
     if background < 0.05:  # already black (a canvas, an MNIST digit): leave every grey level
         return gray
     if peak - background < 0.1:  # no stroke stands out of the paper: nothing drawn
