@@ -48,7 +48,13 @@ class Summary:
     rows: list[Row]
     total_params: int
     trainable_params: int
+    total_biases: int = 0             # parameters named *bias (batch norm's beta included)
     dtype_bytes: int = 4
+
+    @property
+    def params_in_forward(self) -> int:
+        """Parameters of the layers an eval forward runs (GoogLeNet's auxiliary heads are not)."""
+        return sum(r.params for r in self.rows)
 
     @property
     def total_macs(self) -> int:
@@ -93,6 +99,8 @@ class Summary:
             "rows": [_row_dict(r) for r in self.rows],
             "total_params": self.total_params,
             "trainable_params": self.trainable_params,
+            "params_in_forward": self.params_in_forward,
+            "total_biases": self.total_biases,
             "total_macs": self.total_macs,
             "total_flops": 2 * self.total_macs,
             "total_other_ops": self.total_other_ops,
@@ -229,8 +237,9 @@ def _build(module: nn.Module, name: str, size: tuple[int, int, int], traced: tup
     rows = [_row(first, size, seen)] + [_row(r, size, seen) for r in tracker.rows]
     _number_repeats(rows)
     params = list(module.parameters())
+    biases = sum(p.numel() for n, p in module.named_parameters() if n.endswith("bias"))
     return Summary(model=name, input_size=size, rows=rows, total_params=sum(p.numel() for p in params),
-                   trainable_params=sum(p.numel() for p in params if p.requires_grad))
+                   trainable_params=sum(p.numel() for p in params if p.requires_grad), total_biases=biases)
 
 
 def _row(raw: RawRow, size: tuple[int, int, int], seen: set[int]) -> Row:

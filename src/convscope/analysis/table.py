@@ -65,7 +65,7 @@ def render(s: "Summary") -> str:
 
     rule = "-" * len(line(HEADERS))
     c, h, w = s.input_size
-    bias = s.total_params - sum(r.params_no_bias for r in s.rows)
+    bias = s.total_biases
     out = [
         f"{s.model}: one input of {c}x{h}x{w} (batch 1), fp32",
         "MACs = multiply-accumulates of convolutions and linear layers; FLOPs = 2 x MACs.",
@@ -73,7 +73,9 @@ def render(s: "Summary") -> str:
         "RF = receptive field in input pixels (largest over paths), Jump = input pixels between neighbouring units.",
         rule, line(HEADERS), rule, *(line(b) for b in body), rule,
         f"Parameters: {s.total_params:,} ({human(s.total_params)}; weights {s.total_params - bias:,} + "
-        f"biases and norms {bias:,}) = {mb(s.param_bytes)}",
+        f"biases {bias:,}) = {mb(s.param_bytes)}",
+        *([f"Of these, {s.total_params - s.params_in_forward:,} belong to layers an eval forward does not run "
+           "(auxiliary heads, used in training only)"] if s.params_in_forward != s.total_params else []),
         f"MACs: {s.total_macs:,} ({human(s.total_macs)}); FLOPs = 2 x MACs = {human(2 * s.total_macs)}",
         f"Other ops (not MACs): {s.total_other_ops:,} ({human(s.total_other_ops)})",
         f"Activations stored by the forward pass: {s.total_activations:,} values = {mb(s.activation_bytes)} "
