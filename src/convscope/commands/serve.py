@@ -1,0 +1,75 @@
+"""`convscope serve`: the interactive explorer on http://127.0.0.1:8000."""
+from __future__ import annotations
+
+import argparse
+
+from convscope.cli import UserError
+
+NAME = "serve"
+HELP = "serve the interactive explorer: draw a digit, watch every layer respond"
+ORDER = 70
+DESCRIPTION = """\
+Serve the explorer page and its JSON API for a trained run (a lenet5 on mnist
+or fashion-mnist). The model is loaded once; the page is plain HTML/CSS/JS,
+so it works offline.
+
+  convscope train --model lenet5 --data mnist --recipe mnist-fast --out runs/demo
+  convscope serve --run runs/demo            # then open http://127.0.0.1:8000
+
+API: GET /api/health, GET /api/model, POST /api/predict (see docs/explorer.md).
+"""
+DEFAULT_RUN = "runs/demo"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", default=DEFAULT_RUN, metavar="DIR",
+                        help=f"run folder to serve (default: {DEFAULT_RUN}, what `make demo` trains)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 shares it)")
+    parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0 picks a free one)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads for inference (default 1: fastest for one small image, "
+                             "see docs/benchmarks.md)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if not 0 <= args.port <= 65535:
+        raise UserError(f"--port must be between 0 and 65535, got {args.port}")
+    if args.threads < 1:
+        raise UserError(f"--threads must be 1 or more, got {args.threads}")
+    import torch
+    import uvicorn
+
+    from convscope.web import create_app
+
+    torch.set_num_threads(args.threads)
+    app = create_app(args.run)
+    sock = _bind(args.host, args.port)  # bound before printing, so the address is true
+    port = sock.getsockname()[1]
+    explorer = app.state.explorer
+    host = "127.0.0.1" if args.host in ("0.0.0.0", "localhost") else args.host
+    print(f"convscope explorer: {explorer.name} from {args.run} ({explorer.config.get('dataset')})")
+    print(f"  open http://{host}:{port}   (Ctrl+C to stop)", flush=True)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=2)
+    uvicorn.Server(config).run(sockets=[sock])
+    return 0
+
+
+def _bind(host: str, port: int):
+    import socket
+
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except socket.gaierror as exc:
+        raise UserError(f"cannot resolve --host {host!r}: {exc}") from None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise UserError(f"cannot listen on {host}:{port} ({exc.strerror}); "
+                        f"is another server running? pick another with --port") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock

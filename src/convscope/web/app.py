@@ -1,0 +1,103 @@
+"""The explorer's HTTP side: three JSON routes and a static page (no build step).
+
+    GET  /api/health   {"status": "ok", "model": "lenet5", ...}
+    GET  /api/model    layers in order with shapes, kernel/stride/padding,
+                       receptive field (rf, jump, start) and the conv kernels
+    POST /api/predict  {"image": [[...]]} or {"png": "data:image/png;base64,..."}
+                       [+ "preprocess": false] -> probabilities, top, input, raw, layers
+
+Bad input answers 4xx with {"detail": message}; the body is capped at 1 MiB
+both by its Content-Length and by counting the bytes as they stream in, so a
+lying or chunked client cannot make the server buffer more.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.requests import ClientDisconnect
+
+from convscope.web.encoding import MAX_BODY_BYTES, InputError, image_from_request, parse_body
+from convscope.web.inference import Explorer
+
+STATIC = Path(__file__).parent / "static"
+
+
+def _json(obj: Any, status: int = 200) -> Response:
+    # json.dumps directly: FastAPI's jsonable_encoder walks every float of the
+    # 28x28 lists and costs more than the whole forward pass.
+    return Response(json.dumps(obj, separators=(",", ":")), status_code=status,
+                    media_type="application/json")
+
+
+def _error(exc: InputError) -> Response:
+    return _json({"detail": str(exc)}, exc.status)
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body, or InputError 413 as soon as it is known to exceed `limit` bytes."""
+    too_big = InputError(f"the request body is over {limit // 1024} KiB; send a PNG data URL "
+                         f"or a smaller image (at most 560x560)", 413)
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise InputError("the Content-Length header is not a number", 400)
+        if int(declared) > limit:
+            raise too_big
+    chunks, total = [], 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(run_dir: str | Path | None = None, *, explorer: Explorer | None = None) -> FastAPI:
+    """The explorer app for a run folder (loaded once, here) or an already built Explorer."""
+    if explorer is None:
+        if run_dir is None:
+            raise ValueError("create_app needs a run folder or an Explorer")
+        explorer = Explorer.from_run(run_dir)
+    app = FastAPI(title="convscope explorer", docs_url="/api/docs", redoc_url=None,
+                  openapi_url="/api/openapi.json")
+    app.state.explorer = explorer
+    model_json = json.dumps(explorer.describe(), separators=(",", ":"))
+
+    @app.get("/api/health")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "model": explorer.name, "run": explorer.run_dir,
+                "dataset": explorer.config.get("dataset"), "classes": explorer.classes}
+
+    @app.get("/api/model")
+    def model_info() -> Response:
+        return Response(model_json, media_type="application/json")
+
+    @app.post("/api/predict")
+    async def predict(request: Request) -> Response:
+        # Runs on the event loop on purpose: one forward of lenet5 is ~0.2 ms,
+        # less than a hop to the thread pool (see docs/benchmarks.md).
+        try:
+            obj = parse_body(await read_body(request))
+            image, preprocess = image_from_request(obj)
+            return _json(explorer.predict(image, preprocess=preprocess))
+        except InputError as exc:
+            return _error(exc)
+        except ClientDisconnect:  # nobody is left to read an answer
+            return _json({"detail": "the client went away before sending the whole body"}, 400)
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @app.exception_handler(404)
+    async def not_found(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": f"nothing at {request.url.path}; the API is /api/health, "
+                                       "/api/model and POST /api/predict"}, status_code=404)
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app

@@ -1,0 +1,181 @@
+"""The explorer's model side: load a run once, describe its layers, predict with every activation.
+
+A "compatible" run is a small chain network on 1x28x28 images (lenet5 on
+mnist or fashion-mnist): its top-level children are run in order by the
+model's own forward, and forward hooks catch what each shown layer passes on.
+A conv or linear layer followed by an activation (ReLU) is shown after it,
+since that is what the next layer reads; the click-to-explain view on the page
+recomputes the pre-activation (dot product + bias) from the kernels sent by
+/api/model.
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from convscope.web.encoding import InputError, encode_maps
+
+SHOWN = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, nn.Linear)
+ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.ELU, nn.SiLU)
+MAX_KERNEL_VALUES = 20_000  # conv kernels sent to the page (lenet5: 150 + 2,400)
+
+
+def _pair(v: Any) -> list[int]:
+    return [int(v), int(v)] if isinstance(v, int) else [int(x) for x in v]
+
+
+def _kind(mod: nn.Module) -> str:
+    return {nn.Conv2d: "conv", nn.MaxPool2d: "maxpool", nn.AvgPool2d: "avgpool", nn.Linear: "fc"}[type(mod)]
+
+
+def _shown_layers(model: nn.Module) -> list[tuple[str, nn.Module, nn.Module, str | None]]:
+    """(name, layer, module whose output is shown, activation name) in forward order."""
+    children = list(model.named_children())
+    out = []
+    for i, (name, mod) in enumerate(children):
+        if type(mod) not in SHOWN:
+            continue
+        nxt = children[i + 1][1] if i + 1 < len(children) else None
+        if isinstance(nxt, ACTIVATIONS):
+            out.append((name, mod, nxt, type(nxt).__name__.lower()))
+        else:
+            out.append((name, mod, mod, None))
+    if not out:
+        raise ValueError(f"{type(model).__name__} has no top-level conv, pool or linear layers to show; "
+                         "the explorer serves chain networks such as lenet5")
+    return out
+
+
+def _geometry(kind: str, mod: nn.Module) -> dict[str, Any]:
+    """Kernel, stride, padding, dilation of a conv or pool layer (pairs)."""
+    if kind == "fc":
+        return {"kernel": None, "stride": None, "padding": None, "dilation": None}
+    stride = mod.stride if mod.stride is not None else mod.kernel_size
+    return {"kernel": _pair(mod.kernel_size), "stride": _pair(stride), "padding": _pair(mod.padding),
+            "dilation": _pair(getattr(mod, "dilation", 1))}
+
+
+def receptive_fields(layers: list[dict[str, Any]], input_hw: tuple[int, int]) -> None:
+    """Add "rf", "jump", "start" (per axis, in input pixels) to each layer dict, in place.
+
+    Standard recurrence (Araujo et al., Distill 2019): r += (k-1)*d*j; start += ((k-1)*d/2 - p)*j;
+    j *= s. "start" is the centre of unit 0's window, so unit i covers the input
+    pixels start + i*jump +- (rf-1)/2 (some of them in the padding). A fully
+    connected layer sees the whole input.
+    """
+    r, j, s = np.ones(2), np.ones(2), np.zeros(2)
+    for layer in layers:
+        if layer["kind"] == "fc":
+            r, j, s = np.array(input_hw, float), np.array(input_hw, float), (np.array(input_hw) - 1) / 2
+        elif layer["kind"] != "input":
+            k, st = np.array(layer["kernel"], float), np.array(layer["stride"], float)
+            p, d = np.array(layer["padding"], float), np.array(layer["dilation"], float)
+            s = s + ((k - 1) * d / 2 - p) * j
+            r = r + (k - 1) * d * j
+            j = j * st
+        layer["rf"], layer["jump"], layer["start"] = r.tolist(), j.tolist(), s.tolist()
+
+
+class Explorer:
+    """A loaded run: `describe()` is /api/model, `predict(img)` is /api/predict."""
+
+    def __init__(self, model: nn.Module, config: dict[str, Any], *, run_dir: str | Path | None = None) -> None:
+        self.model = model.eval()
+        self.config = config
+        self.run_dir = str(run_dir) if run_dir is not None else None
+        size = config.get("input_size") or list(getattr(model, "default_input_size", (1, 28, 28)))
+        if list(size) != [1, 28, 28]:
+            raise ValueError(f"the explorer draws 28x28 grayscale digits, but this run's model takes "
+                             f"{'x'.join(map(str, size))} input; serve a run trained on mnist or fashion-mnist")
+        norm = config.get("normalization") or {}
+        self.mean = float((norm.get("mean") or [0.0])[0])
+        self.std = float((norm.get("std") or [1.0])[0])
+        pre = config.get("preprocessing") or {}
+        # a digits model trained on black ink on white wants the drawing inverted
+        self.invert = bool(pre.get("invert", False)) and pre.get("kind", "digits") == "digits"
+        self._shown = _shown_layers(model)
+        self._acts: dict[str, torch.Tensor] = {}
+        self._lock = threading.Lock()  # the hooks write one shared dict
+        for name, _, tap, _ in self._shown:
+            tap.register_forward_hook(self._hook(name))
+        probe = self._forward(torch.zeros(1, 1, 28, 28))
+        self.num_classes = int(probe[0].shape[-1])
+        classes = config.get("classes") or [str(i) for i in range(self.num_classes)]
+        self.classes = [str(c) for c in classes]
+        self._description = self._describe(probe[1])
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path) -> "Explorer":
+        from convscope.train.checkpoint import load
+
+        model, config = load(run_dir)
+        return cls(model, config, run_dir=run_dir)
+
+    @property
+    def name(self) -> str:
+        return str((self.config.get("model") or {}).get("name") or type(self.model).__name__)
+
+    def _hook(self, name: str):
+        def hook(_mod: nn.Module, _inp: Any, out: torch.Tensor) -> None:
+            self._acts[name] = out.detach()
+        return hook
+
+    def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Logits (1, K) and every shown layer's output, for one normalised (1, 1, 28, 28) image."""
+        with self._lock, torch.inference_mode():
+            self._acts = {}
+            logits = self.model(x)
+            acts = self._acts
+        return logits, acts
+
+    def _describe(self, acts: dict[str, torch.Tensor]) -> dict[str, Any]:
+        layers: list[dict[str, Any]] = [{"name": "input", "kind": "input", "shape": [1, 28, 28],
+                                         "kernel": None, "stride": None, "padding": None,
+                                         "dilation": None, "activation": None}]
+        kernels: dict[str, Any] = {}
+        for name, mod, _, act in self._shown:
+            kind = _kind(mod)
+            layers.append({"name": name, "kind": kind, "shape": list(acts[name].shape[1:]),
+                           **_geometry(kind, mod), "activation": act})
+            if kind == "conv" and mod.weight.numel() <= MAX_KERNEL_VALUES:
+                w = mod.weight.detach().double()
+                b = mod.bias.detach().double() if mod.bias is not None else torch.zeros(w.shape[0])
+                kernels[name] = {"shape": list(w.shape), "weight": w.tolist(), "bias": b.tolist()}
+        receptive_fields(layers, (28, 28))
+        return {"model": self.name, "run": self.run_dir, "dataset": self.config.get("dataset"),
+                "classes": self.classes, "input_size": [1, 28, 28],
+                "normalization": {"mean": [self.mean], "std": [self.std]},
+                "preprocessing": self.config.get("preprocessing"),
+                "layers": layers, "kernels": kernels}
+
+    def describe(self) -> dict[str, Any]:
+        return self._description
+
+    def predict(self, image: np.ndarray, *, preprocess: bool = True) -> dict[str, Any]:
+        """Everything /api/predict answers for one (H, W) image in [0, 1], white ink on black."""
+        from convscope.data.preprocess import mnist_style, raw_downsample
+
+        raw = np.asarray(raw_downsample(image), dtype=np.float32).reshape(28, 28)
+        fed = np.asarray(mnist_style(image), dtype=np.float32).reshape(28, 28) if preprocess else raw
+        if self.invert:
+            fed = 1.0 - fed
+        if not np.isfinite(fed).all():  # defensive: never feed NaN to the network
+            raise InputError("the image could not be preprocessed into finite values")
+        x = (torch.from_numpy(fed.copy()) - self.mean) / self.std
+        logits, acts = self._forward(x.view(1, 1, 28, 28))
+        probs = torch.softmax(logits[0].double(), dim=0).tolist()
+        order = sorted(range(len(probs)), key=lambda i: -probs[i])
+        layers = [encode_maps("input", fed[None])]
+        layers += [encode_maps(name, acts[name][0].numpy()) for name, *_ in self._shown]
+        return {
+            "probabilities": probs,
+            "top": [{"index": i, "label": self.classes[i], "probability": probs[i]} for i in order[:5]],
+            "input": np.round(fed, 4).tolist(),
+            "raw": np.round(raw, 4).tolist(),
+            "layers": layers,
+        }

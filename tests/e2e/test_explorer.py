@@ -1,0 +1,174 @@
+"""Draw with the mouse in Chromium and check what the explorer shows."""
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from playwright.sync_api import expect
+
+LAYERS = ["input", "conv1", "pool1", "conv2", "pool2", "fc1", "fc2", "output"]
+
+
+def draw(page, *strokes: list[tuple[float, float]]) -> None:
+    """Mouse strokes given in the canvas's own 280x280 coordinates."""
+    canvas = page.get_by_test_id("draw-canvas")
+    box = canvas.bounding_box()
+    s = box["width"] / 280
+    for points in strokes:
+        x, y = points[0]
+        page.mouse.move(box["x"] + x * s, box["y"] + y * s)
+        page.mouse.down()
+        for x, y in points[1:]:
+            page.mouse.move(box["x"] + x * s, box["y"] + y * s, steps=4)
+        page.mouse.up()
+    # the page sets data-pending="0" once the answer for the finished drawing is shown
+    page.wait_for_function("document.body.dataset.pending === '0'", timeout=10000)
+
+
+def probabilities(page) -> list[float]:
+    return [float(page.get_by_test_id(f"prob-bar-{i}").get_attribute("data-probability")) for i in range(10)]
+
+
+def ellipse(cx, cy, rx, ry, n=36):
+    return [(cx + rx * math.sin(2 * math.pi * k / n), cy - ry * math.cos(2 * math.pi * k / n)) for k in range(n + 1)]
+
+
+@pytest.mark.parametrize("digit, strokes", [
+    ("1", [[(140, 40), (140, 240)]]),
+    ("7", [[(70, 60), (210, 60), (120, 235)]]),
+    ("0", [ellipse(140, 140, 65, 95)]),
+])
+def test_drawn_digit_reads_right(page, digit, strokes):
+    draw(page, *strokes)
+    expect(page.get_by_test_id("first-guess")).to_have_text(digit)
+    probs = probabilities(page)
+    assert int(np.argmax(probs)) == int(digit)
+    second = page.get_by_test_id("second-guess").inner_text()
+    assert second == str(int(np.argsort(probs)[-2]))
+    expect(page.get_by_test_id("downsampled")).to_be_visible()
+
+
+def test_the_ten_bars_add_up_to_1(page):
+    draw(page, [(90, 70), (200, 70), (110, 230)])
+    expect(page.get_by_test_id("first-guess")).not_to_have_text("–")
+    probs = probabilities(page)
+    assert sum(probs) == pytest.approx(1.0, abs=1e-6)
+    assert all(0 <= p <= 1 for p in probs)
+    widths = [float(page.get_by_test_id(f"prob-bar-{i}").locator(".fill").evaluate("e => e.style.width")[:-1])
+              for i in range(10)]
+    np.testing.assert_allclose(widths, np.asarray(probs) * 100, atol=0.051)
+
+
+def test_clear_empties_the_canvas_and_the_guesses(page):
+    draw(page, [(140, 40), (140, 240)])
+    expect(page.get_by_test_id("first-guess")).to_have_text("1")
+    page.get_by_test_id("clear").click()
+    expect(page.get_by_test_id("first-guess")).to_have_text("–")
+    assert sum(probabilities(page)) == 0
+    ink = page.get_by_test_id("draw-canvas").evaluate(
+        "c => c.getContext('2d').getImageData(0, 0, c.width, c.height).data.some((v, i) => i % 4 < 3 && v > 0)")
+    assert not ink
+
+
+def test_each_toggle_hides_and_shows_its_layer(page):
+    draw(page, [(140, 40), (140, 240)])
+    for name in LAYERS:
+        layer, toggle = page.get_by_test_id(f"layer-{name}"), page.get_by_test_id(f"layer-toggle-{name}")
+        expect(layer).to_be_visible()
+        toggle.click()
+        expect(layer).to_be_hidden()
+        others = [n for n in LAYERS if n != name]
+        expect(page.get_by_test_id(f"layer-{others[0]}")).to_be_visible()
+        toggle.click()
+        expect(layer).to_be_visible()
+
+
+def test_layers_are_drawn_as_they_are(page):
+    draw(page, [(140, 40), (140, 240)])
+    expect(page.get_by_test_id("first-guess")).to_have_text("1")
+    for name, maps in [("conv1", 6), ("pool1", 6), ("conv2", 16), ("pool2", 16)]:
+        assert page.get_by_test_id(f"layer-{name}").locator("canvas.map").count() == maps
+    for name, units in [("fc1", 120), ("fc2", 100), ("output", 10)]:
+        assert page.get_by_test_id(f"layer-{name}").locator(".cell").count() == units
+
+
+@pytest.mark.parametrize("unit", [(10, 12), (0, 0), (27, 20)])
+def test_hovering_a_conv1_unit_lights_its_receptive_field(page, unit):
+    draw(page, [(140, 40), (140, 240)])
+    expect(page.get_by_test_id("first-guess")).to_have_text("1")
+    y, x = unit
+    maps = page.get_by_test_id("layer-conv1").locator("canvas.map")
+    box = maps.nth(2).bounding_box()
+    maps.nth(2).hover(position={"x": (x + 0.5) * box["width"] / 28, "y": (y + 0.5) * box["height"] / 28})
+    hl = page.get_by_test_id("rf-highlight")
+    expect(hl).to_be_visible()
+    # conv1 is 5x5 with padding 2: unit (y, x) sees rows y-2..y+2 and columns x-2..x+2 (clipped)
+    got = [int(hl.get_attribute(f"data-{k}")) for k in ("y0", "x0", "y1", "x1")]
+    assert got == [max(0, y - 2), max(0, x - 2), min(27, y + 2), min(27, x + 2)]
+    inp = page.get_by_test_id("layer-input").locator("canvas").bounding_box()
+    hb = hl.bounding_box()
+    cell = inp["width"] / 28
+    assert hb["x"] == pytest.approx(inp["x"] + got[1] * cell, abs=1.5)
+    assert hb["width"] == pytest.approx((got[3] - got[1] + 1) * cell, abs=1.5)
+    assert "kernel 2" in page.get_by_test_id("inspect").inner_text()
+
+
+def test_clicking_a_unit_writes_out_its_computation(page, server_url):
+    draw(page, [(140, 40), (140, 240)])
+    expect(page.get_by_test_id("first-guess")).to_have_text("1")
+    y, x, m = 12, 14, 3
+    maps = page.get_by_test_id("layer-conv1").locator("canvas.map")
+    box = maps.nth(m).bounding_box()
+    maps.nth(m).click(position={"x": (x + 0.5) * box["width"] / 28, "y": (y + 0.5) * box["height"] / 28})
+    comp = page.get_by_test_id("computation")
+    expect(comp).to_be_visible()
+    model = page.evaluate("() => window.CS.net.model")
+    fed = torch.tensor(page.evaluate("() => window.CS.net.response.input")).view(1, 1, 28, 28)
+    k = model["kernels"]["conv1"]
+    norm = model["normalization"]
+    z = F.conv2d((fed - norm["mean"][0]) / norm["std"][0], torch.tensor(k["weight"]), torch.tensor(k["bias"]), padding=2)
+    want = float(z[0, m, y, x])
+    assert float(comp.get_attribute("data-z")) == pytest.approx(want, abs=1e-4)
+    assert float(comp.get_attribute("data-activation")) == pytest.approx(max(0.0, want), abs=1e-4)
+    assert re.search(r"bias .* = ", comp.inner_text())
+
+
+@pytest.mark.parametrize("n, f, p, s", [(7, 3, 0, 1), (7, 3, 0, 2), (7, 3, 1, 3), (32, 5, 0, 1), (28, 5, 2, 1), (227, 11, 0, 4)])
+def test_conv_arithmetic_matches_torch(page, n, f, p, s):
+    page.get_by_test_id("tab-arith").click()
+    for key, v in zip("npfs", (n, p, f, s)):
+        page.get_by_test_id(f"arith-{key}").fill(str(v))
+    out = torch.nn.Conv2d(1, 1, f, stride=s, padding=p)(torch.zeros(1, 1, n, n)).shape[-1]
+    text = page.get_by_test_id("arith-result").inner_text()
+    assert text.endswith(f"= {out}"), text
+
+
+def test_conv_arithmetic_explains_a_misfit(page):
+    page.get_by_test_id("tab-arith").click()
+    for key, v in zip("npfs", (7, 0, 3, 3)):
+        page.get_by_test_id(f"arith-{key}").fill(str(v))
+    assert "2.33" in page.get_by_test_id("arith-result").inner_text()
+    why = page.get_by_test_id("arith-why").inner_text()
+    assert "padding 1 gives 3×3" in why and "not a multiple" in why
+
+
+def test_the_lectures_kernel_slides_step_by_step(page):
+    image = [[1, 1, 1, 0, 0], [0, 1, 1, 1, 0], [0, 0, 1, 1, 1], [0, 0, 1, 1, 0], [0, 1, 1, 0, 0]]
+    kernel = [[1, 0, 1], [0, 1, 0], [1, 0, 1]]
+    want = F.conv2d(torch.tensor(image).view(1, 1, 5, 5).float(), torch.tensor(kernel).view(1, 1, 3, 3).float())[0, 0]
+    page.get_by_test_id("tab-arith").click()
+    page.get_by_test_id("slide-next").click()
+    assert page.get_by_test_id("slide-dot").inner_text().endswith("= 4")
+    for _ in range(8):
+        page.get_by_test_id("slide-next").click()
+    cells = page.get_by_test_id("slide-output").locator("td").all_inner_texts()
+    assert [int(c) for c in cells] == want.int().flatten().tolist()
+
+
+def test_drawing_does_not_scroll_the_page_on_touch(page):
+    style = page.get_by_test_id("draw-canvas").evaluate("c => getComputedStyle(c).touchAction")
+    assert style == "none"

@@ -1,0 +1,162 @@
+"""The explorer API's contract, checked against torch computing the same network by hand."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from convscope.data.preprocess import mnist_style, raw_downsample
+from convscope.web.encoding import decode_maps
+
+pytestmark = pytest.mark.xdist_group("web")
+NAMES = ["input", "conv1", "pool1", "conv2", "pool2", "fc1", "fc2", "output"]
+
+
+def by_hand(model, fed: np.ndarray, mean=0.1307, std=0.3081) -> dict[str, torch.Tensor]:
+    """LeNet-5 written out with torch.nn.functional: the oracle for every layer."""
+    m = model
+    x = (torch.from_numpy(fed).float().view(1, 1, 28, 28) - mean) / std
+    out = {"input": torch.from_numpy(fed).float().view(1, 1, 28, 28)}
+    out["conv1"] = F.relu(F.conv2d(x, m.conv1.weight, m.conv1.bias, padding=2))
+    out["pool1"] = F.max_pool2d(out["conv1"], 2)
+    out["conv2"] = F.relu(F.conv2d(out["pool1"], m.conv2.weight, m.conv2.bias))
+    out["pool2"] = F.max_pool2d(out["conv2"], 2)
+    out["fc1"] = F.relu(F.linear(out["pool2"].flatten(1), m.fc1.weight, m.fc1.bias))
+    out["fc2"] = F.relu(F.linear(out["fc1"], m.fc2.weight, m.fc2.bias))
+    out["output"] = F.linear(out["fc2"], m.output.weight, m.output.bias)
+    return {k: v.detach()[0] for k, v in out.items()}
+
+
+def test_health(client):
+    r = client.get("/api/health")
+    assert r.status_code == 200
+    assert r.json()["status"] == "ok" and r.json()["model"] == "lenet5"
+
+
+def test_model_layers_in_order_with_torch_shapes(client, random_explorer):
+    info = client.get("/api/model").json()
+    assert [l["name"] for l in info["layers"]] == NAMES
+    ref = by_hand(random_explorer.model, np.zeros((28, 28), np.float32))
+    for layer in info["layers"]:
+        assert layer["shape"] == list(ref[layer["name"]].shape), layer["name"]
+    conv1 = info["layers"][1]
+    assert (conv1["kernel"], conv1["stride"], conv1["padding"]) == ([5, 5], [1, 1], [2, 2])
+    assert info["classes"] == [str(i) for i in range(10)]
+
+
+def test_model_sends_the_kernels(client, random_explorer):
+    k = client.get("/api/model").json()["kernels"]
+    m = random_explorer.model
+    for name in ("conv1", "conv2"):
+        conv = getattr(m, name)
+        assert k[name]["shape"] == list(conv.weight.shape)
+        np.testing.assert_allclose(k[name]["weight"], conv.weight.detach().numpy(), rtol=1e-6)
+        np.testing.assert_allclose(k[name]["bias"], conv.bias.detach().numpy(), rtol=1e-6)
+
+
+def _window_by_gradient(layers, upto: int, y: int, x: int) -> tuple[int, int, int, int]:
+    """Input pixels that unit (y, x) of layer `upto` depends on, found by torch's autograd
+    through all-ones convolutions with each layer's own kernel, stride and padding."""
+    inp = torch.ones(1, 1, 28, 28, requires_grad=True)
+    h = inp
+    for layer in layers[1:upto + 1]:
+        k, s, p = layer["kernel"], layer["stride"], layer["padding"]
+        h = F.conv2d(h.sum(1, keepdim=True), torch.ones(1, 1, *k), stride=s, padding=p)
+    h[0, 0, y, x].backward()
+    ys, xs = np.nonzero(inp.grad[0, 0].numpy())
+    return ys.min(), xs.min(), ys.max(), xs.max()
+
+
+@pytest.mark.parametrize("index", [1, 2, 3, 4])  # conv1, pool1, conv2, pool2
+def test_receptive_field_matches_autograd(client, index):
+    layers = client.get("/api/model").json()["layers"]
+    layer = layers[index]
+    _, h, w = layer["shape"]
+    for y, x in [(0, 0), (h // 2, w // 3), (h - 1, w - 1)]:
+        cy = layer["start"][0] + y * layer["jump"][0]
+        cx = layer["start"][1] + x * layer["jump"][1]
+        half = (layer["rf"][0] - 1) / 2
+        want = (max(0, cy - half), max(0, cx - half), min(27, cy + half), min(27, cx + half))
+        assert _window_by_gradient(layers, index, y, x) == want, (layer["name"], y, x)
+
+
+def test_fc_layers_see_the_whole_input(client):
+    for layer in client.get("/api/model").json()["layers"][5:]:
+        assert layer["rf"] == [28, 28]
+
+
+def _digit(size=140, seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = np.zeros((size, size), np.float32)
+    img[30:110, 60:75] = 1.0
+    img[30:45, 40:100] = rng.uniform(0.3, 1.0, (15, 60))
+    return img
+
+
+def test_predict_matches_torch_layer_by_layer(client, random_explorer):
+    img = _digit()
+    r = client.post("/api/predict", json={"image": img.tolist()})
+    assert r.status_code == 200
+    body = r.json()
+    fed = mnist_style(img)
+    np.testing.assert_allclose(body["input"], fed, atol=6e-5)  # sent rounded to 4 decimals
+    np.testing.assert_allclose(body["raw"], raw_downsample(img), atol=6e-5)
+    ref = by_hand(random_explorer.model, fed)
+    probs = torch.softmax(ref["output"].double(), 0).numpy()
+    np.testing.assert_allclose(body["probabilities"], probs, rtol=1e-5, atol=1e-7)
+    assert abs(sum(body["probabilities"]) - 1) < 1e-9
+    assert [l["name"] for l in body["layers"]] == NAMES
+    for layer in body["layers"]:
+        want = ref[layer["name"]].numpy()
+        spans = np.asarray(layer["map_max"]) - np.asarray(layer["map_min"])
+        tol = spans.max() / 255 / 2 + 1e-5  # 8 bits per map
+        np.testing.assert_allclose(decode_maps(layer), want, atol=tol, err_msg=layer["name"])
+        assert layer["shape"] == list(want.shape)
+        assert layer["min"] == pytest.approx(float(want.min()), abs=1e-5)
+        assert layer["max"] == pytest.approx(float(want.max()), abs=1e-5)
+
+
+def test_top_is_sorted_and_labelled(client):
+    body = client.post("/api/predict", json={"image": _digit().tolist()}).json()
+    probs = body["probabilities"]
+    assert len(probs) == 10
+    top = body["top"]
+    assert [t["probability"] for t in top] == sorted(probs, reverse=True)[:len(top)]
+    assert top[0]["label"] == str(int(np.argmax(probs)))
+    assert {"label", "probability"} <= set(top[0])
+
+
+def test_png_and_list_give_the_same_answer(client, web_support):
+    img = (np.round(_digit() * 255) / 255).astype(np.float32)  # exactly representable in 8 bits
+    a = client.post("/api/predict", json={"image": img.tolist()}).json()
+    b = client.post("/api/predict", json={"png": web_support.png_data_url(img)}).json()
+    np.testing.assert_allclose(a["probabilities"], b["probabilities"], rtol=1e-5)
+    assert a["input"] == b["input"]
+
+
+def test_transparent_png_counts_as_black(client, web_support):
+    img = (np.round(_digit() * 255) / 255).astype(np.float32)
+    a = client.post("/api/predict", json={"png": web_support.png_data_url(img)}).json()
+    b = client.post("/api/predict", json={"png": web_support.png_data_url(img, "RGBA")}).json()
+    assert a["input"] == b["input"]
+
+
+def test_preprocess_false_feeds_the_raw_downsample(client):
+    img = _digit()
+    body = client.post("/api/predict", json={"image": img.tolist(), "preprocess": False}).json()
+    np.testing.assert_allclose(body["input"], raw_downsample(img), atol=6e-5)
+    assert body["input"] == body["raw"]
+
+
+def test_blank_drawing_is_answered(client):
+    body = client.post("/api/predict", json={"image": np.zeros((28, 28)).tolist()}).json()
+    assert np.allclose(body["input"], 0) and len(body["probabilities"]) == 10
+
+
+def test_page_and_static_files_are_served(client):
+    page = client.get("/")
+    assert page.status_code == 200 and 'data-testid="draw-canvas"' in page.text
+    for src in ("app.js", "network.js", "inspect.js", "arith.js", "colors.js", "style.css"):
+        assert client.get(f"/static/{src}").status_code == 200, src
+    assert "http://" not in page.text and "https://" not in page.text  # nothing from outside
