@@ -103,6 +103,12 @@ class InceptionAux(nn.Module):
         return self.fc2(self.dropout(self.relu(self.fc1(x))))
 
 
+def _aux_pool(paper: bool, small_input: bool) -> nn.Module:
+    """The paper's 5x5/3 average pooling turns 4a's and 4d's 14x14 into 4x4 (section 5);
+    torchvision, and any input smaller than 224, pools to 4x4 adaptively."""
+    return nn.AvgPool2d(5, stride=3) if paper and not small_input else nn.AdaptiveAvgPool2d((4, 4))
+
+
 class GoogLeNet(Classifier):
     def __init__(self, *, num_classes: int = 1000, in_chans: int = 3, paper: bool = False,
                  aux_logits: bool = True, transform_input: bool = False, small_input: bool = False,
@@ -126,25 +132,26 @@ class GoogLeNet(Classifier):
         self.conv3 = ConvBNAct(64, 192, 3, **conv)
         self.norm2 = LRN(k=1.0) if paper else nn.Identity()
         self.maxpool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        self._add_inceptions(paper)
+        if aux_logits:
+            aux = dict(bn=bn, dropout=dropout_aux)
+            self.aux1 = InceptionAux(512, num_classes, pool=_aux_pool(paper, small_input), **aux)
+            self.aux2 = InceptionAux(528, num_classes, pool=_aux_pool(paper, small_input), **aux)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))  # the paper's 7x7/1 average pooling at 224
+        self.dropout = nn.Dropout(dropout if dropout is not None else (0.4 if paper else 0.2))
+        self.fc = nn.Linear(1024, num_classes)
+        self._init_weights(paper)
+
+    def _add_inceptions(self, paper: bool) -> None:
         ch = 192
         for name, widths in INCEPTIONS.items():
-            block = Inception(ch, *widths, kernel5=5 if paper else 3, bn=bn)
+            block = Inception(ch, *widths, kernel5=5 if paper else 3, bn=not paper)
             self.add_module(name, block)
             ch = block.out_channels
             if name == "inception3b":
                 self.maxpool3 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
             elif name == "inception4e":  # Table 1 has 3x3/2; torchvision 2x2/2 (same 7x7 at 224)
                 self.maxpool4 = nn.MaxPool2d(3 if paper else 2, stride=2, ceil_mode=True)
-        if aux_logits:
-            # the paper's 5x5/3 pooling gives 4x4 from 14x14; smaller inputs are pooled to 4x4 adaptively
-            pool = (lambda: nn.AvgPool2d(5, stride=3)) if paper and not small_input else \
-                (lambda: nn.AdaptiveAvgPool2d((4, 4)))
-            self.aux1 = InceptionAux(512, num_classes, pool=pool(), bn=bn, dropout=dropout_aux)
-            self.aux2 = InceptionAux(528, num_classes, pool=pool(), bn=bn, dropout=dropout_aux)
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))  # the paper's 7x7/1 average pooling at 224
-        self.dropout = nn.Dropout(dropout if dropout is not None else (0.4 if paper else 0.2))
-        self.fc = nn.Linear(1024, num_classes)
-        self._init_weights(paper)
 
     def _init_weights(self, paper: bool) -> None:
         for m in self.modules():
