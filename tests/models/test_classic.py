@@ -188,6 +188,17 @@ def test_alexnet_paper_layer_order_and_shapes():
     assert model.features.norm1.k == 2.0 and model.features.norm1.size == 5
 
 
+def test_alexnet_paper_grouped_conv_is_two_towers():
+    """groups=2 is the two-GPU split: each half of conv4's kernels sees only its GPU's half of conv3's maps."""
+    conv4 = create_model("alexnet_paper").features.conv4
+    x = torch.randn(1, 384, 13, 13)
+    w, b = conv4.weight, conv4.bias
+    towers = [F.conv2d(x[:, g * 192:(g + 1) * 192], w[g * 192:(g + 1) * 192], b[g * 192:(g + 1) * 192], padding=1)
+              for g in range(2)]
+    with torch.no_grad():
+        assert torch.allclose(conv4(x), torch.cat(towers, 1), atol=1e-5)
+
+
 def test_alexnet_paper_rejects_groups_that_do_not_divide():
     with pytest.raises(ValueError, match="groups=5 must divide conv2's 96 input and 256 output"):
         create_model("alexnet_paper", groups=5)

@@ -120,3 +120,54 @@ def test_every_family_is_registered():
     classic = {"lenet5", "alexnet", "alexnet_paper", "zfnet", "googlenet", "googlenet_paper"}
     classic |= {f"vgg{d}{bn}" for d in (11, 13, 16, 19) for bn in ("", "_bn")}
     assert classic <= names
+
+
+# --- the checks above can fail: each catches a model that breaks the contract -------------------
+
+
+class _Tiny(nn.Module):
+    """A minimal contract-following model, broken on purpose by the tests below."""
+
+    def __init__(self, reset_body: bool = False, unused: bool = False, head_skips: bool = False) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.fc = nn.Linear(4, OLD)
+        self.spare = nn.Linear(4, 4) if unused else None
+        self.reset_body, self.head_skips = reset_body, head_skips
+
+    def forward_features(self, x):
+        return torch.relu(self.conv(x)).mean((2, 3))
+
+    def forward_head(self, x, pre_logits=False):
+        return x if pre_logits else self.fc(x)
+
+    def forward(self, x):
+        feats = self.forward_features(x)
+        return self.fc(feats * 2) if self.head_skips else self.forward_head(feats)
+
+    def reset_classifier(self, num_classes):
+        self.fc = nn.Linear(4, num_classes)
+        if self.reset_body:
+            self.conv = nn.Conv2d(1, 4, 3, padding=1)
+
+
+def test_checks_pass_on_a_correct_model():
+    model, x = _Tiny(), torch.randn(2, 1, 8, 8)
+    check_train_step(model, x)
+    check_reset_classifier(model, x, check_eval_contract(model, x))
+
+
+def test_check_catches_a_parameter_without_gradient():
+    with pytest.raises(AssertionError, match="no gradient reaches 2 parameter"):
+        check_train_step(_Tiny(unused=True), torch.randn(2, 1, 8, 8))
+
+
+def test_check_catches_forward_not_being_head_of_features():
+    with pytest.raises(AssertionError):
+        check_eval_contract(_Tiny(head_skips=True), torch.randn(2, 1, 8, 8))
+
+
+def test_check_catches_reset_classifier_touching_the_body():
+    model, x = _Tiny(reset_body=True), torch.randn(2, 1, 8, 8)
+    with pytest.raises(AssertionError, match="changed 'conv.weight'"):
+        check_reset_classifier(model, x, check_eval_contract(model, x))
