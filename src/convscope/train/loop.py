@@ -13,8 +13,8 @@ exact position inside the epoch as well.
 """
 from __future__ import annotations
 
-import math
-import sys
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -99,6 +99,7 @@ class _Fit:
                                           warmup=cfg.warmup, warmup_epochs=cfg.warmup_epochs)
         self.history: list[dict] = []
         self.plotted = time.perf_counter()
+        self.in_step = False
         self.epoch, self.step, self.gen_state, self.partial = 0, 0, None, [0.0, 0.0]
 
     # ---- state -------------------------------------------------------------
@@ -133,19 +134,32 @@ class _Fit:
             self.plotted = time.perf_counter()
 
     # ---- the loop ----------------------------------------------------------
+    def _on_sigint(self, signum, frame) -> None:
+        """First Ctrl-C: finish the step in progress, then save; a second one stops at once."""
+        if self.stop_requested:
+            raise KeyboardInterrupt
+        self.stop_requested = True
+
     def run(self, resume: bool) -> dict[str, Any]:
         if resume:
             self._restore()
         bar = Progress(self.cfg.epochs, self.steps, self.cfg.batch_size, enabled=self.show)
+        self.stop_requested = False
+        main_thread = threading.current_thread() is threading.main_thread()
+        old = signal.signal(signal.SIGINT, self._on_sigint) if main_thread else None
         try:
             while self.epoch < self.cfg.epochs:
                 self._train_epoch(bar)
                 self._end_epoch(bar)
+                if self.stop_requested:
+                    raise KeyboardInterrupt
         except KeyboardInterrupt:
             bar.close()
             raise self._on_interrupt() from None
         finally:
             bar.close()
+            if main_thread:
+                signal.signal(signal.SIGINT, old)
         return {"run": self.out, "history": self.history, "epochs": self.epoch,
                 "final": self.history[-1] if self.history else None}
 
@@ -164,9 +178,13 @@ class _Fit:
         self.t0 = time.perf_counter()
         pending: list[torch.Tensor] = []
         while self.step < self.steps:
+            self.in_step = True
             pending.append(self._train_step(perm, gen))
             self.step += 1
             self.gen_state = gen.get_state()
+            self.in_step = False
+            if self.stop_requested:
+                raise KeyboardInterrupt
             if len(pending) >= cfg.log_every or self.step == self.steps:
                 self._check(pending, bar)
                 pending = []
@@ -216,9 +234,14 @@ class _Fit:
         bar.end_epoch(row)
 
     def _on_interrupt(self) -> Interrupted:
-        where = f"epoch {self.epoch + 1}, step {self.step} of {self.steps}"
+        hint = f"convscope train --out {self.out} --resume"
+        if self.in_step:  # stopped inside an optimizer step: the weights may be half-updated
+            done = self.epoch
+            return Interrupted(self.out, f"interrupted inside epoch {self.epoch + 1}; the checkpoint of the "
+                                         f"last finished epoch ({done}) is kept in {self.out / st.STATE}. "
+                                         f"Resume with: {hint}")
         if self.rt.main:
             st.save_state(self.out, self._state())
-        hint = f"convscope train --out {self.out} --resume"
+        where = f"epoch {self.epoch + 1}, step {self.step} of {self.steps}"
         return Interrupted(self.out, f"interrupted at {where}; checkpoint saved in {self.out / st.STATE}. "
                                      f"Resume with: {hint}")

@@ -11,8 +11,8 @@ own base lr times a factor, so a caller's param groups with different lrs
     step      x gamma every `step_size` epochs
     plateau   / 10 when val top-1 has not improved for `patience` epochs
               (the AlexNet rule, Krizhevsky et al. 2012, sec. 5; He et al. 2016, sec. 3.4)
-    onecycle  linear warm-up to the peak for `warmup` of the steps, cosine down to
-              peak / 1e4 (Smith & Topin 2017, as torch's OneCycleLR with cos annealing)
+    onecycle  up to the peak for `warmup` of the steps, then down to peak / 2.5e5,
+              both halves cosine (Smith & Topin 2017; the same numbers as torch's OneCycleLR)
     cosine    linear warm-up for `warmup_epochs`, then cosine to 0 (Loshchilov & Hutter 2017)
     constant  the base lr throughout
 """
@@ -120,19 +120,25 @@ class PlateauSchedule(Schedule):
 
 
 class OneCycleSchedule(Schedule):
+    """torch's OneCycleLR (cosine annealing, two phases) as a factor of the peak lr:
+    from 1/div up to 1 over `warmup` of the steps, then down to 1/(div * final_div)."""
+
     def __init__(self, optimizer, *, warmup: float = 0.25, div: float = 25.0, final_div: float = 1e4, **kw):
         super().__init__(optimizer, **kw)
         self.warmup, self.div, self.final_div = warmup, div, final_div
 
+    @staticmethod
+    def _cos(start: float, end: float, pct: float) -> float:
+        return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+
     def factor_at(self, epoch: int, step: int) -> float:
-        total = max(1, self.epochs * self.steps_per_epoch - 1)
-        t = min(1.0, (epoch * self.steps_per_epoch + step) / total)
-        peak_at = self.warmup
-        if t < peak_at:
-            start = 1.0 / self.div
-            return start + (1.0 - start) * t / peak_at
-        end = 1.0 / self.final_div
-        return end + (1.0 - end) * 0.5 * (1 + math.cos(math.pi * (t - peak_at) / (1 - peak_at)))
+        total = self.epochs * self.steps_per_epoch
+        i = min(epoch * self.steps_per_epoch + step, total - 1)
+        peak = float(self.warmup * total) - 1
+        start, end = 1.0 / self.div, 1.0 / (self.div * self.final_div)
+        if i <= peak:
+            return self._cos(start, 1.0, i / peak) if peak > 0 else 1.0
+        return self._cos(1.0, end, (i - peak) / max(total - 1 - peak, 1e-12))
 
 
 class CosineSchedule(Schedule):
