@@ -1,10 +1,25 @@
 #!/usr/bin/env bash
-# `make demo`: a short walk through the lecture's convolution examples via the CLI.
-# (The explorer issue turns this into: train the demo model if needed, then serve.)
+# `make demo`: train the explorer's network once (lenet5 on the offline MNIST digits,
+# `--recipe mnist-fast`, under 2 minutes on 2 CPU cores), then serve the explorer.
+# The next start is instant: the run in runs/demo is reused.
+#   PORT=8001 make demo          # another port
+#   HOST=0.0.0.0 make demo       # reachable from other machines (careful)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CS=.venv/bin/convscope
-echo "== A 7x7 input, a 3x3 kernel, stride 1"; $CS conv --input 7 --kernel 3 --stride 1
-echo; echo "== stride 2"; $CS conv --input 7 --kernel 3 --stride 2
-echo; echo "== stride 3 does not fit"; $CS conv --input 7 --kernel 3 --stride 3 || true
-echo; echo "== padding 1 keeps 7x7"; $CS conv --input 7 --kernel 3 --padding 1
+RUN=${DEMO_RUN:-runs/demo}
+READY="$RUN/.demo-ready"   # written only after training finished
+
+if [ ! -f "$READY" ]; then
+  if [ -f "$RUN/config.json" ] && [ -d "$RUN/state" ]; then
+    echo "== Continuing the interrupted demo training in $RUN"
+    $CS train --out "$RUN" --resume
+  else
+    echo "== Training the demo model (lenet5 on MNIST, recipe mnist-fast) into $RUN"
+    $CS train --model lenet5 --data mnist --recipe mnist-fast --out "$RUN" --overwrite
+  fi
+  touch "$READY"
+fi
+
+echo "== Serving the explorer (Ctrl+C to stop)"
+exec $CS serve --run "$RUN" --host "${HOST:-127.0.0.1}" --port "${PORT:-8000}"

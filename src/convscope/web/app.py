@@ -69,12 +69,12 @@ def create_app(run_dir: str | Path | None = None, *, explorer: Explorer | None =
     model_json = json.dumps(explorer.describe(), separators=(",", ":"))
 
     @app.get("/api/health")
-    def health() -> dict[str, Any]:
+    async def health() -> dict[str, Any]:
         return {"status": "ok", "model": explorer.name, "run": explorer.run_dir,
                 "dataset": explorer.config.get("dataset"), "classes": explorer.classes}
 
     @app.get("/api/model")
-    def model_info() -> Response:
+    async def model_info() -> Response:
         return Response(model_json, media_type="application/json")
 
     @app.post("/api/predict")
@@ -84,14 +84,14 @@ def create_app(run_dir: str | Path | None = None, *, explorer: Explorer | None =
         try:
             obj = parse_body(await read_body(request))
             image, preprocess = image_from_request(obj)
-            return _json(explorer.predict(image, preprocess=preprocess))
+            return Response(explorer.predict_json(image, preprocess=preprocess), media_type="application/json")
         except InputError as exc:
             return _error(exc)
         except ClientDisconnect:  # nobody is left to read an answer
             return _json({"detail": "the client went away before sending the whole body"}, 400)
 
     @app.get("/", include_in_schema=False)
-    def index() -> FileResponse:
+    async def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     @app.exception_handler(404)

@@ -10,6 +10,7 @@ recomputes the pre-activation (dot product + bias) from the kernels sent by
 """
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -156,8 +157,7 @@ class Explorer:
     def describe(self) -> dict[str, Any]:
         return self._description
 
-    def predict(self, image: np.ndarray, *, preprocess: bool = True) -> dict[str, Any]:
-        """Everything /api/predict answers for one (H, W) image in [0, 1], white ink on black."""
+    def _compute(self, image: np.ndarray, preprocess: bool) -> dict[str, Any]:
         from convscope.data.preprocess import mnist_style, raw_downsample
 
         raw = np.asarray(raw_downsample(image), dtype=np.float32).reshape(28, 28)
@@ -175,7 +175,30 @@ class Explorer:
         return {
             "probabilities": probs,
             "top": [{"index": i, "label": self.classes[i], "probability": probs[i]} for i in order[:5]],
-            "input": np.round(fed, 4).tolist(),
-            "raw": np.round(raw, 4).tolist(),
-            "layers": layers,
+            "input": fed, "raw": raw, "layers": layers,
         }
+
+    def predict(self, image: np.ndarray, *, preprocess: bool = True) -> dict[str, Any]:
+        """Everything /api/predict answers for one (H, W) image in [0, 1], white ink on black."""
+        out = self._compute(image, preprocess)
+        out["input"] = np.round(out["input"], 4).tolist()
+        out["raw"] = np.round(out["raw"], 4).tolist()
+        return out
+
+    def predict_json(self, image: np.ndarray, *, preprocess: bool = True) -> str:
+        """`predict` as JSON text, written ~4x faster than json.dumps would (the 28x28 grids
+        go through a table of decimal strings instead of float repr)."""
+        out = self._compute(image, preprocess)
+        grids = {k: grid_json(out.pop(k)) for k in ("input", "raw")}
+        head = json.dumps(out, separators=(",", ":"))[:-1]
+        return f'{head},"input":{grids["input"]},"raw":{grids["raw"]}}}'
+
+
+# "0", "0.0001", ..., "0.9999", "1": values in [0, 1] at 4 decimals, as JSON numbers
+_DECIMALS = np.array(["0"] + [f"{i / 10000:.4f}".rstrip("0") for i in range(1, 10000)] + ["1"])
+
+
+def grid_json(a: np.ndarray) -> str:
+    """A 2-D array of values in [0, 1] as a JSON list of lists, rounded to 4 decimals."""
+    q = np.rint(np.clip(a, 0.0, 1.0) * 10000).astype(np.intp)
+    return "[" + ",".join("[" + ",".join(row) + "]" for row in _DECIMALS[q].tolist()) + "]"

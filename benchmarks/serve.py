@@ -1,0 +1,213 @@
+"""Explorer server benchmark: /api/predict latency and throughput on loopback, and robustness.
+
+    .venv/bin/python benchmarks/serve.py [--run runs/demo] [--quick]
+
+Starts `convscope serve` in a subprocess on a free loopback port (once per
+torch thread count) and drives it with asyncio HTTP/1.1 keep-alive clients
+(one process, no GIL contention between clients). Each request is what the
+page sends at the end of a stroke: a 280x280 PNG drawing of a 7, preprocessed,
+with every layer's activations in the answer.
+
+  1. latency at 1 and at 16 concurrent clients, 10 s each, with --threads 1 and 2
+     (goals: median < 10 ms and p99 < 50 ms at 16 clients, >= 300 predictions/s)
+  2. 60 s at 32 clients with 10% malformed requests (bad JSON, NaN, 1x1, broken
+     base64, not a PNG, a 1.1 MB body): no 5xx, resident memory growth < 50 MB
+
+Prints one JSON object. The baseline for ratios, `predict_only_ms`, is the
+same forward pass timed in this process without HTTP.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def drawing_png() -> str:
+    """A 7 drawn on a 280x280 black canvas with a 22 px white pen, as a PNG data URL."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("L", (280, 280), 0)
+    ImageDraw.Draw(img).line([(70, 60), (210, 60), (120, 235)], fill=255, width=22, joint="curve")
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def malformed_bodies() -> list[bytes]:
+    return [
+        b'{"image": [[0, 1]',                                              # not JSON
+        b'{"image": ' + json.dumps([[0.5] * 8] * 8).replace("0.5", "NaN", 1).encode() + b"}",
+        json.dumps({"image": [[0.5]]}).encode(),                           # 1x1
+        json.dumps({"png": "data:image/png;base64,iVBORw0KGgo!!!"}).encode(),  # broken base64
+        json.dumps({"png": "data:image/png;base64," + base64.b64encode(b"GIF89a....").decode()}).encode(),
+        json.dumps({"image": "seven"}).encode(),                           # wrong type
+        b'{"image": [' + b" " * (1100 * 1024) + b"]}",                      # over 1 MiB
+    ]
+
+
+def request_bytes(body: bytes) -> bytes:
+    head = (f"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")
+    return head.encode() + body
+
+
+async def one_request(conn, payload: bytes, port: int):
+    """Send one request on a keep-alive connection (reconnecting if needed): (status, conn)."""
+    if conn is None:
+        conn = await asyncio.open_connection("127.0.0.1", port)
+    reader, writer = conn
+    writer.write(payload)
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
+    await reader.readexactly(int(headers.get("content-length", "0")))
+    if headers.get("connection", "").lower() == "close":
+        writer.close()
+        conn = None
+    return status, conn
+
+
+async def client(port: int, good: bytes, bad: list[bytes], bad_every: int, until: float,
+                 lat: list[float], statuses: dict[int, int], seed: int) -> None:
+    conn, k = None, seed
+    while time.perf_counter() < until:
+        k += 1
+        payload = bad[k % len(bad)] if bad_every and k % bad_every == 0 else good
+        t0 = time.perf_counter()
+        try:
+            status, conn = await one_request(conn, payload, port)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            status, conn = -1, None  # the server hung up (it may, after a 413): reconnect
+        if payload is good:
+            lat.append(time.perf_counter() - t0)
+        statuses[status] = statuses.get(status, 0) + 1
+    if conn is not None:
+        conn[1].close()
+
+
+def load_phase(port: int, clients: int, seconds: float, bad_share: float = 0.0) -> dict:
+    good = request_bytes(json.dumps({"png": drawing_png()}).encode())
+    bad = [request_bytes(b) for b in malformed_bodies()]
+    bad_every = round(1 / bad_share) if bad_share else 0
+    lat: list[float] = []
+    statuses: dict[int, int] = {}
+
+    async def run() -> None:
+        until = time.perf_counter() + seconds
+        await asyncio.gather(*(client(port, good, bad, bad_every, until, lat, statuses, i * 7)
+                               for i in range(clients)))
+
+    t0 = time.perf_counter()
+    asyncio.run(run())
+    wall = time.perf_counter() - t0
+    ms = sorted(x * 1000 for x in lat)
+    q = lambda p: round(ms[min(len(ms) - 1, int(p * len(ms)))], 2) if ms else None  # noqa: E731
+    return {"clients": clients, "seconds": round(wall, 1), "predictions": len(ms),
+            "predictions_per_s": round(len(ms) / wall, 1), "median_ms": q(0.5), "p90_ms": q(0.9),
+            "p99_ms": q(0.99), "max_ms": round(ms[-1], 1) if ms else None,
+            "statuses": {str(k): v for k, v in sorted(statuses.items())},
+            "errors": sum(v for k, v in statuses.items() if k >= 500 or k < 0)}
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def start_server(run: Path, threads: int) -> tuple[subprocess.Popen, int]:
+    cmd = [sys.executable, "-m", "convscope", "serve", "--run", str(run), "--port", "0", "--threads", str(threads)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS=str(threads)))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if "http://127.0.0.1:" in line:
+            return proc, int(line.split("http://127.0.0.1:")[1].split()[0])
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    raise RuntimeError("convscope serve did not start")
+
+
+def predict_only_ms(run: Path, n: int = 300) -> float:
+    """The same work without HTTP: decode the PNG, preprocess, forward, encode (median ms)."""
+    import torch
+
+    from convscope.web.encoding import image_from_png
+    from convscope.web.inference import Explorer
+
+    torch.set_num_threads(1)
+    ex = Explorer.from_run(run)
+    url = drawing_png()
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        json.dumps(ex.predict(image_from_png(url)))
+        times.append(time.perf_counter() - t0)
+    return round(statistics.median(times) * 1000, 3)
+
+
+def fallback_run() -> Path:
+    """A random-weight lenet5 run (latency does not depend on the weights)."""
+    from convscope.models import create_model
+    from convscope.train.checkpoint import save_run
+
+    cfg = {"model": {"name": "lenet5", "kwargs": {}}, "dataset": "mnist", "classes": [str(i) for i in range(10)],
+           "input_size": [1, 28, 28], "normalization": {"mean": [0.1307], "std": [0.3081]},
+           "preprocessing": {"kind": "digits", "invert": False}}
+    return save_run(Path(tempfile.mkdtemp(prefix="convscope-bench-")) / "run", create_model("lenet5"), cfg)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--run", default=str(ROOT / "runs" / "demo"))
+    ap.add_argument("--quick", action="store_true", help="2 s phases and a 6 s robustness phase")
+    args = ap.parse_args()
+    run = Path(args.run)
+    if not (run / "model.safetensors").is_file():
+        run = fallback_run()
+    short, long_ = (2, 6) if args.quick else (10, 60)
+    out = {"run": str(run), "cpus": os.cpu_count(), "predict_only_ms": predict_only_ms(run), "threads": {}}
+    for threads in (1, 2):
+        proc, port = start_server(run, threads)
+        try:
+            load_phase(port, 4, 1.0)  # warm-up
+            out["threads"][str(threads)] = {f"clients_{c}": load_phase(port, c, short) for c in (1, 16)}
+            if threads == 1:
+                before = rss_mb(proc.pid)
+                robust = load_phase(port, 32, long_, bad_share=0.10)
+                robust.update(rss_before_mb=round(before, 1), rss_after_mb=round(rss_mb(proc.pid), 1))
+                robust["rss_growth_mb"] = round(robust["rss_after_mb"] - before, 1)
+                out["robustness_32_clients_10pct_malformed"] = robust
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    c16 = out["threads"]["1"]["clients_16"]
+    rob = out["robustness_32_clients_10pct_malformed"]
+    out["goals"] = {"median_under_10ms_at_16": c16["median_ms"] < 10, "p99_under_50ms_at_16": c16["p99_ms"] < 50,
+                    "at_least_300_per_s": c16["predictions_per_s"] >= 300, "no_errors": c16["errors"] == 0,
+                    "no_5xx_when_malformed": rob["errors"] == 0, "rss_growth_under_50mb": rob["rss_growth_mb"] < 50}
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
