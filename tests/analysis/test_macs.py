@@ -68,6 +68,23 @@ def test_macs_match_fvcore(name, side):
     assert summary(model, (3, side, side)).total_macs == fv
 
 
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v1", "googlenet"])
+def test_our_models_macs_match_fvcore(name):
+    from fvcore.nn import FlopCountAnalysis
+
+    if name not in list_models():
+        pytest.skip(f"{name} is not registered")
+    model = create_model(name).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fa = FlopCountAnalysis(model, torch.zeros(1, 3, 64, 64))
+        fa.unsupported_ops_warnings(False)
+        fa.uncalled_modules_warnings(False)
+        ops = fa.by_operator()
+    fv = sum(v for k, v in ops.items() if k in ("conv", "linear", "addmm", "matmul", "bmm"))
+    assert summary(model, (3, 64, 64)).total_macs == fv
+
+
 def test_lenet5_macs_match_fvcore():
     from fvcore.nn import FlopCountAnalysis
 
