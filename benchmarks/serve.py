@@ -185,7 +185,8 @@ def main() -> int:
     if not (run / "model.safetensors").is_file():
         run = fallback_run()
     short, long_ = (2, 6) if args.quick else (10, 60)
-    out = {"run": str(run), "cpus": os.cpu_count(), "predict_only_ms": predict_only_ms(run), "threads": {}}
+    out = {"run": str(run), "cpus": os.cpu_count(), "loadavg_before": os.getloadavg()[0],
+           "predict_only_ms": predict_only_ms(run), "threads": {}}
     for threads in (1, 2):
         proc, port = start_server(run, threads)
         try:
@@ -200,6 +201,11 @@ def main() -> int:
         finally:
             proc.terminate()
             proc.wait(10)
+    out["loadavg_after"] = os.getloadavg()[0]
+    ceiling = 1000 / out["predict_only_ms"]  # predictions/s one core could do without HTTP
+    for per in out["threads"].values():
+        for phase in per.values():
+            phase["share_of_in_process_rate"] = round(phase["predictions_per_s"] / ceiling, 2)
     c16 = out["threads"]["1"]["clients_16"]
     rob = out["robustness_32_clients_10pct_malformed"]
     out["goals"] = {"median_under_10ms_at_16": c16["median_ms"] < 10, "p99_under_50ms_at_16": c16["p99_ms"] < 50,

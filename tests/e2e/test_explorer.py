@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -172,3 +173,27 @@ def test_the_lectures_kernel_slides_step_by_step(page):
 def test_drawing_does_not_scroll_the_page_on_touch(page):
     style = page.get_by_test_id("draw-canvas").evaluate("c => getComputedStyle(c).touchAction")
     assert style == "none"
+
+
+
+def test_screenshots_for_the_docs_and_a_phone_sized_page(page):
+    """Kept as artifacts (docs/img/explorer*.png are copies of them); on a phone nothing
+    overflows sideways, so the page reads without horizontal scrolling."""
+    shots = Path(__file__).resolve().parents[2] / "test-artifacts" / "e2e"
+    shots.mkdir(parents=True, exist_ok=True)
+    draw(page, [(70, 60), (210, 60), (120, 235)])
+    maps = page.get_by_test_id("layer-conv1").locator("canvas.map")
+    box = maps.nth(0).bounding_box()
+    maps.nth(0).hover(position={"x": 14.5 * box["width"] / 28, "y": 8.5 * box["height"] / 28})
+    expect(page.get_by_test_id("rf-highlight")).to_be_visible()
+    page.screenshot(path=str(shots / "explorer.png"))
+    page.get_by_test_id("tab-arith").click()
+    for _ in range(5):
+        page.get_by_test_id("slide-next").click()
+    page.screenshot(path=str(shots / "explorer-arith.png"))
+    page.set_viewport_size({"width": 390, "height": 844})
+    for tab in ("tab-arith", "tab-draw"):
+        page.get_by_test_id(tab).click()
+        overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 1, f"{tab}: the page is {overflow}px wider than a phone"
+    page.screenshot(path=str(shots / "explorer-phone.png"))

@@ -160,3 +160,43 @@ def test_page_and_static_files_are_served(client):
     for src in ("app.js", "network.js", "inspect.js", "arith.js", "colors.js", "style.css"):
         assert client.get(f"/static/{src}").status_code == 200, src
     assert "http://" not in page.text and "https://" not in page.text  # nothing from outside
+
+
+def test_labels_come_from_the_run_config():
+    """A fashion-mnist run: its class names label the answer, and "resize" preprocessing is reported."""
+    from fastapi.testclient import TestClient
+
+    from convscope.models import create_model
+    from convscope.web import Explorer, create_app
+
+    names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+    cfg = {"model": {"name": "lenet5"}, "dataset": "fashion-mnist", "classes": names, "input_size": [1, 28, 28],
+           "normalization": {"mean": [0.286], "std": [0.353]}, "preprocessing": {"kind": "resize"}}
+    with TestClient(create_app(explorer=Explorer(create_model("lenet5"), cfg))) as c:
+        assert c.get("/api/model").json()["preprocessing"]["kind"] == "resize"
+        body = c.post("/api/predict", json={"image": _digit().tolist(), "preprocess": False}).json()
+    assert body["top"][0]["label"] == names[int(np.argmax(body["probabilities"]))]
+
+
+def test_predict_json_is_predict_as_json(random_explorer):
+    import json
+
+    img = _digit()
+    fast, slow = json.loads(random_explorer.predict_json(img)), random_explorer.predict(img)
+    for key in ("input", "raw"):  # 4 decimals both ways (float32 rounding may differ in the last one)
+        np.testing.assert_allclose(fast.pop(key), slow.pop(key), atol=1.01e-4, rtol=0)
+    assert fast == slow
+
+
+def test_activation_encoding_round_trips_within_8_bits():
+    from convscope.web.encoding import encode_maps
+
+    rng = np.random.default_rng(0)
+    maps = rng.normal(size=(4, 7, 5)).astype(np.float32) * np.array([1, 10, 0.01, 0])[:, None, None]
+    enc = encode_maps("x", maps)
+    assert enc["map_min"] == pytest.approx(maps.reshape(4, -1).min(1).tolist())
+    back = decode_maps(enc)
+    for c in range(4):
+        span = maps[c].max() - maps[c].min()
+        assert np.abs(back[c] - maps[c]).max() <= span / 510 + 1e-6
+    assert len(enc["data"]) == 4 * ((4 * 35 + 2) // 3)  # base64 of 140 bytes

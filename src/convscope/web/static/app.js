@@ -6,7 +6,7 @@
   const $ = (id) => document.getElementById(id);
   const canvas = $("draw");
   const ctx = canvas.getContext("2d");
-  const state = { drawing: false, last: null, inked: false, inFlight: false, dirty: false, lastSent: 0, rtt: 0 };
+  const state = { preprocess: true, drawing: false, last: null, inked: false, inFlight: false, dirty: false, lastSent: 0, rtt: 0 };
   const LIVE_MS = 80;   // while drawing, predict at most this often, and only if the round trip is fast
 
   // ---- drawing (pointer events: mouse, pen and touch alike) ---------------
@@ -68,7 +68,8 @@
     try {
       const res = await fetch("/api/predict", {
         method: "POST", headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ png: canvas.toDataURL("image/png") }),
+        // digits runs get MNIST's centring; "resize" runs (fashion-mnist) see the whole canvas
+        body: JSON.stringify({ png: canvas.toDataURL("image/png"), preprocess: state.preprocess }),
       });
       const body = await res.json();
       if (!res.ok) throw new Error(body.detail || res.statusText);
@@ -141,6 +142,8 @@
       const model = await (await fetch("/api/model")).json();
       CS.net.build(model, $("network"), $("toggles"));
       buildBars(model.classes);
+      state.preprocess = !model.preprocessing || model.preprocessing.kind !== "resize";
+      if (!state.preprocess) $("hint").textContent = "Draw one item filling the square: this network was trained on whole 28×28 pictures.";
       const n = model.layers.filter((l) => l.kind !== "input").length;
       $("model-info").textContent = `${model.model} · ${model.dataset || "?"} · ${n} layers`;
       document.body.dataset.ready = "1";

@@ -47,7 +47,7 @@
     const isOutput = l.name === net.model.layers[net.model.layers.length - 1].name;
     const cols = n <= 12 ? n : Math.ceil(Math.sqrt(n * 1.2));
     const grid = CS.el("div", { class: "cells" + (isOutput ? " output" : "") });
-    grid.style.gridTemplateColumns = `repeat(${cols}, ${isOutput ? "minmax(2.2em, 1fr)" : "14px"})`;
+    grid.style.gridTemplateColumns = `repeat(${cols}, ${isOutput ? "minmax(0, 3.2em)" : "14px"})`;
     const cells = [];
     for (let i = 0; i < n; i++) {
       const cell = CS.el("div", { class: "cell", title: `unit ${i}` });
