@@ -11,8 +11,8 @@ How docs/lecture.md (and docs/lecture/*.md) are checked:
   process and the output must match (same flags as the doctests).
 - ```sh blocks are the commands a reader runs next (training, serving): they
   are not run, but each `convscope ...` line must parse, so a renamed option
-  or command breaks the test.
-- every relative link and image must point to a file that exists.
+  or command breaks the test; so must every `convscope ...` code span in the text.
+- every relative link and image must point to a file (and heading) that exists.
 """
 from __future__ import annotations
 
@@ -119,12 +119,19 @@ def test_console_blocks(command, expected, tmp_path, monkeypatch):
 
 
 def _sh_commands() -> list:
+    """`convscope ...` lines of ```sh blocks, and `convscope ...` code spans in the prose ("Next: ...")."""
     cases = []
     for page, b in _of_lang("sh"):
         for i, line in enumerate(b["text"].splitlines()):
             words = shlex.split(line, comments=True)
             if words and words[0].endswith("convscope"):
                 cases.append(pytest.param(words, id=f"{page.name}:{b['line'] + i}"))
+    for page in PAGES:
+        prose = re.sub(r"^```.*?^```", "", page.read_text(), flags=re.S | re.M)
+        for span in re.findall(r"`(convscope [^`]+)`", prose):
+            words = shlex.split(span)
+            words += ["--help"] if len(words) == 2 else []  # a bare command name: it must exist
+            cases.append(pytest.param(words, id=f"{page.name}:`{span}`"))
     return cases
 
 
@@ -143,13 +150,24 @@ def test_sh_commands_parse(words):
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 
 
+def _anchors(path: Path) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to dashes."""
+    text = re.sub(r"^```.*?^```", "", path.read_text(), flags=re.S | re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in re.findall(r"^#+ (.+)$", text, re.M)}
+
+
 @pytest.mark.parametrize("page", PAGES, ids=_rel)
 def test_links_resolve(page):
     text = re.sub(r"^```.*?^```", "", page.read_text(), flags=re.S | re.M)
-    targets = [t.split("#")[0] for t in LINK.findall(text) if not re.match(r"[a-z]+:", t) and t.split("#")[0]]
-    assert targets, f"{_rel(page)} links nothing"
-    missing = [t for t in targets if not (page.parent / t).exists()]
-    assert not missing, f"{_rel(page)} links files that do not exist: {missing}"
+    links = [t for t in LINK.findall(text) if not re.match(r"[a-z]+:", t)]
+    assert links, f"{_rel(page)} links nothing"
+    broken = []
+    for link in links:
+        target, _, anchor = link.partition("#")
+        path = (page.parent / target) if target else page
+        if not path.exists() or (anchor and path.suffix == ".md" and anchor not in _anchors(path)):
+            broken.append(link)
+    assert not broken, f"{_rel(page)} links files or headings that do not exist: {broken}"
 
 
 def test_every_lecture_figure_is_shown_and_built():
