@@ -167,3 +167,16 @@ def test_se_gate_does_not_make_the_field_global():
     if "seresnet50" not in list_models():
         pytest.skip("seresnet50 is not registered")
     assert _last_spatial_rf("seresnet50") == 427
+
+
+def test_adaptive_pooling_field_matches_gradients():
+    # AlexNet's avgpool (to 6x6) is an identity at 224; at 320 it pools 9x9 -> 6x6: windows of 2,
+    # a fractional stride of 1.5
+    model = torchvision.models.alexnet()
+    assert tracked_rf(model, "avgpool", (3, 320, 320)) == measured_rf(model, "avgpool", (3, 320, 320)) == (227, 227)
+    assert summary(model, (3, 320, 320)).row("avgpool").jump == 48
+    # at 416 it pools 12x12 -> 6x6: plain 2x2 windows at stride 2
+    with torch.device("meta"):
+        meta = torchvision.models.alexnet()
+    row = summary(meta, (3, 416, 416)).row("avgpool")
+    assert (row.receptive_field, row.jump) == (195 + 32, 64)

@@ -121,11 +121,23 @@ def field(name: str, args: Sequence[Any], out: torch.Tensor,
         return f.shift(pad[2], pad[0])
     if name in ADAPTIVE and _spatial(out) == _spatial(src):
         return f  # an identity: the output is the input
+    if name in ADAPTIVE and _spatial(out) != (1, 1) and len(_spatial(out)) == 2:
+        return _adaptive(f, _spatial(src), _spatial(out))
     if _spatial(out) and all(_spatial(out) == _spatial(a) or _spatial(a) == (1, 1) for a in inputs):
         # elementwise, concatenation; a broadcast 1x1 channel gate (SE) is left out, see receptive.py
         maps = [a for a in inputs if _spatial(a) == _spatial(out)] or inputs
         return merge([lookup(a) for a in maps])
     return merge([lookup(a) for a in inputs]).everything()  # global pooling, flatten, linear
+
+
+def _adaptive(f: Field, n: tuple[int, ...], m: tuple[int, ...]) -> Field:
+    """Adaptive pooling from n to m: window i spans [floor(i n/m), ceil((i+1) n/m)). When m divides
+    n that is a plain k = s = n/m pooling; otherwise the widest window and a fractional jump."""
+    kernel = tuple(max(math.ceil((i + 1) * n[a] / m[a]) - (i * n[a]) // m[a] for i in range(m[a])) for a in range(2))
+    if all(n[a] % m[a] == 0 for a in range(2)):
+        return f.window(kernel, kernel, (0, 0))
+    out = f.window(kernel, (1, 1), (0, 0))
+    return Field(out.r, tuple(f.j[a] * n[a] / m[a] for a in range(2)), out.s)  # type: ignore[arg-type]
 
 
 def tensors(args: Any) -> list[torch.Tensor]:

@@ -32,7 +32,7 @@ class Row:
     params: int                       # this layer's parameters, biases included
     macs: int                         # multiply-accumulates (conv and linear only)
     receptive_field: int | None       # input pixels one output unit sees (the larger axis)
-    jump: int | None                  # input pixels between neighbouring units; None once global
+    jump: int | float | None          # input pixels between neighbouring units; None once global
     params_no_bias: int = 0
     other_ops: int = 0                # batch norm, pooling, activations, additions (not MACs)
     stored: bool = True               # the output is new memory (not in place, not a view)
@@ -258,12 +258,16 @@ def _row(raw: RawRow, size: tuple[int, int, int], seen: set[int]) -> Row:
     if f is not None:
         hw = (max(f.r[0], size[1]), max(f.r[1], size[2])) if f.whole else f.r
         rf = max(hw)
-        jump = None if f.whole else max(f.j)
+        jump = None if f.whole else _number(max(f.j))
     return Row(name=raw.name, kind=raw.kind, output_shape=list(out.shape) if out is not None else [],
                activations=out.numel() if out is not None else 0, params=params, macs=raw.macs,
                receptive_field=rf, jump=jump, params_no_bias=no_bias, other_ops=raw.other_ops,
                stored=bool(raw.fresh), receptive_field_hw=hw, whole_input=bool(f and f.whole),
                weight_shape=raw.conv_shape)
+
+
+def _number(v: float) -> float | int:
+    return int(v) if float(v).is_integer() else round(float(v), 2)
 
 
 def _number_repeats(rows: list[Row]) -> None:
