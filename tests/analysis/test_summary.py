@@ -112,6 +112,8 @@ def test_input_too_small_names_layer_and_smallest_input():
         summary("lenet5", "1x8x8")
     msg = str(err.value)
     assert "conv2" in msg and "1x12x12" in msg
+    with pytest.raises(ValueError, match="1x12x12"):  # too narrow only: the search still starts low
+        summary("lenet5", "1x28x8")
     summary(create_model("lenet5", input_size=12))  # 12 really is enough (and 11 is not):
     with pytest.raises(ValueError, match="too small"):
         summary(create_model("lenet5", input_size=12), "1x11x11")

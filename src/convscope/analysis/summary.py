@@ -220,7 +220,7 @@ def _fits(module: nn.Module, size: tuple[int, int, int]) -> bool:
 
 def _smallest_input(module: nn.Module, size: tuple[int, int, int], limit: int = 4096) -> int | None:
     """The smallest square side that leaves every output non-empty (doubling, then bisection)."""
-    lo, hi = max(size[1:]), max(size[1:]) * 2
+    lo, hi = 0, max(size[1:])  # `lo` never works; the given size may fail on its short side only
     while not _fits(module, (size[0], hi, hi)):
         lo, hi = hi, hi * 2
         if hi > limit:
