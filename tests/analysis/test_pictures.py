@@ -112,3 +112,15 @@ def test_picture_commands_bad_input(capsys, tmp_path, lenet_run, digit_png):
     (lenet_run / "model.safetensors").unlink()  # a run folder without a model
     code, _, err = _cli(capsys, "activations", lenet_run, digit_png, "--out", tmp_path / "a.png")
     assert code == 2 and "model.safetensors" in err
+
+
+def test_gradcam_default_layer_is_a_map_not_the_global_pool():
+    import torchvision
+
+    from convscope.analysis.saliency import last_spatial_layer
+
+    model = torchvision.models.resnet18(num_classes=10).eval()
+    x = torch.rand(1, 3, 64, 64)
+    assert last_spatial_layer(model, x) == "layer4.1.relu"  # 2x2 maps; avgpool's 1x1 locates nothing
+    heat, _, _ = saliency_map(model, x, method="gradcam")
+    assert heat.shape == (64, 64) and heat.max() == 1.0 and heat.std() > 0.01

@@ -24,10 +24,12 @@ def _no_inplace(model: nn.Module) -> None:
 
 
 def last_spatial_layer(model: nn.Module, x: torch.Tensor) -> str:
-    """The last leaf layer whose output is still a feature map (N, C, H, W): Grad-CAM's default."""
+    """The last leaf layer whose output is still a feature map (N, C, H, W) larger than 1x1
+    (a global pooling has nothing left to locate): Grad-CAM's default."""
     from convscope.analysis.pictures import layer_outputs
 
-    names = [n for n, t in layer_outputs(model, x)[0] if t.dim() == 4]
+    maps = [(n, t) for n, t in layer_outputs(model, x)[0] if t.dim() == 4]
+    names = [n for n, t in maps if t.shape[-2] * t.shape[-1] > 1] or [n for n, _ in maps]
     if not names:
         raise ValueError("Grad-CAM needs a layer with a spatial output; this model has none (try --method gradients)")
     return names[-1]
