@@ -73,3 +73,11 @@ def class_subset(dataset: Any, classes: Sequence[int], *, name: str | None = Non
     return _restat(dataset, name=name or dataset.name, classes=[dataset.classes[c] for c in keep],
                    train=cut(dataset.train, per_class, seed), val=cut(dataset.val, None, seed),
                    test=cut(dataset.test, None, seed))
+
+
+def repeat_train(dataset: Any, times: int) -> Any:
+    """The train split repeated `times` times (so a tiny split still makes several steps per epoch)."""
+    if times <= 1:
+        return dataset
+    t = dataset.train
+    return dataclasses.replace(dataset, train=Split(t.images.repeat(times, 1, 1, 1), t.labels.repeat(times)))
