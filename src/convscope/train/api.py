@@ -136,6 +136,8 @@ def _resolve(out: Path, model, data, recipe, resume: bool, model_kwargs, values:
         values = {k: v for k, v in values.items() if k != "seed"}  # a run keeps its seed
         return name, saved["dataset"], kwargs, make_config(None, base=saved.get("recipe", {}), **values)
     rd = recipe_defaults(recipe)
+    if model is None and model_kwargs is None:  # the recipe's model comes with its kwargs
+        model_kwargs = rd.get("model_kwargs")
     model = model if model is not None else rd.get("model", "lenet5")
     data = data if data is not None else rd.get("data", "mnist")
     return model, data, dict(model_kwargs or {}), make_config(recipe, **values)

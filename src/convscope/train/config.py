@@ -33,7 +33,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     augment: str = "auto"               # auto (by Dataset.kind) | none | digits | fashion | natural
     erase_p: float | None = None        # random-erasing probability (None: the preset's)
-    eval_batch_size: int = 1000
+    eval_batch_size: int = 256
     log_every: int = 50                 # steps between host syncs (loss check, progress)
     seed: int = 0
     recipe: str | None = None
@@ -59,7 +59,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     },
     "fashion-fast": {
         "model": "lenet5", "data": "fashion-mnist",
-        "epochs": 3, "batch_size": 128, "lr": 0.1, "optimizer": "sgd", "nesterov": True,
+        "epochs": 8, "batch_size": 128, "lr": 0.1, "optimizer": "sgd", "nesterov": True,
         "weight_decay": 5e-4, "schedule": "onecycle", "augment": "none",
     },
     "fashion-best": {

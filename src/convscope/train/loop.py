@@ -100,6 +100,7 @@ class _Fit:
         self.history: list[dict] = []
         self.plotted = time.perf_counter()
         self.in_step = False
+        self.gen: torch.Generator | None = None
         self.epoch, self.step, self.gen_state, self.partial = 0, 0, None, [0.0, 0.0]
 
     # ---- state -------------------------------------------------------------
@@ -165,7 +166,7 @@ class _Fit:
 
     def _train_epoch(self, bar: Progress) -> None:
         cfg, rt = self.cfg, self.rt
-        gen = epoch_generator(cfg.seed, self.epoch)
+        gen = self.gen = epoch_generator(cfg.seed, self.epoch)
         perm = torch.randperm(len(self.train_data), generator=gen)
         if self.step and self.gen_state is not None:
             gen.set_state(self.gen_state)  # Ctrl-C resume: continue inside the epoch
@@ -181,7 +182,6 @@ class _Fit:
             self.in_step = True
             pending.append(self._train_step(perm, gen))
             self.step += 1
-            self.gen_state = gen.get_state()
             self.in_step = False
             if self.stop_requested:
                 raise KeyboardInterrupt
@@ -241,6 +241,7 @@ class _Fit:
                                          f"last finished epoch ({done}) is kept in {self.out / st.STATE}. "
                                          f"Resume with: {hint}")
         if self.rt.main:
+            self.gen_state = self.gen.get_state() if self.gen is not None else None
             st.save_state(self.out, self._state())
         where = f"epoch {self.epoch + 1}, step {self.step} of {self.steps}"
         return Interrupted(self.out, f"interrupted at {where}; checkpoint saved in {self.out / st.STATE}. "
