@@ -187,3 +187,13 @@ def test_auxiliary_heads_add_three_tenths_of_their_loss(tmp_path, synthetic):
     res = fit(_WithAux(), synthetic, make_config(epochs=1, batch_size=64, lr=0.05), tmp_path / "aux",
               progress=False)
     assert res["final"]["val_top1"] > 0.3
+
+
+def test_progress_lines_keep_rate_and_eta_and_end_with_one_result_line(tmp_path, capsys):
+    train(model="lenet5", data="synthetic", out=tmp_path / "run", epochs=2, batch_size=64, lr=0.05)
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.startswith("epoch ")]
+    assert len(lines) == 2 and all("img/s" in line and "ETA" in line for line in lines)
+    assert lines[0].startswith("epoch 1/2  train_loss")
+    out = captured.out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith("done: 2 epochs in") and str(tmp_path / "run") in out[0]

@@ -6,9 +6,7 @@ the data) is reported before the first training step.
 """
 from __future__ import annotations
 
-import os
 import platform
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,7 @@ import torch
 from torch import nn
 
 from convscope.train.checkpoint import CONFIG, read_config
-from convscope.train.config import TrainConfig, make_config, recipe_defaults
+from convscope.train.config import make_config, recipe_defaults
 from convscope.train.runtime import Runtime, barrier, setup, teardown
 
 

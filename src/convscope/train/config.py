@@ -64,8 +64,9 @@ RECIPES: dict[str, dict[str, Any]] = {
     },
     "fashion-best": {
         "model": "lenet5", "data": "fashion-mnist",
-        "epochs": 15, "batch_size": 128, "lr": 0.1, "optimizer": "sgd", "nesterov": True,
-        "weight_decay": 5e-4, "schedule": "onecycle", "augment": "fashion", "label_smoothing": 0.1,
+        "epochs": 30, "batch_size": 128, "lr": 0.1, "optimizer": "sgd", "nesterov": True,
+        "weight_decay": 5e-4, "schedule": "onecycle", "augment": "fashion", "erase_p": 0.2,
+        "label_smoothing": 0.1,
     },
 }
 

@@ -13,6 +13,7 @@ exact position inside the epoch as well.
 """
 from __future__ import annotations
 
+import json
 import signal
 import threading
 import time
@@ -125,7 +126,7 @@ class _Fit:
         config = dict(self.run_config, recipe=self.cfg.to_dict(), seed=self.cfg.seed,
                       epochs_done=self.epoch, result=self.history[-1])
         save_run(self.out, self.module, config)
-        lines = "".join(__import__("json").dumps(h) + "\n" for h in self.history)
+        lines = "".join(json.dumps(h) + "\n" for h in self.history)
         atomic_write_bytes(self.out / "metrics.jsonl", lines.encode())
         # matplotlib costs ~0.5 s a figure: redraw at most every 15 s, and always at the end
         if self.epoch >= self.cfg.epochs or time.perf_counter() - self.plotted > 15:
@@ -146,7 +147,9 @@ class _Fit:
             self._restore()
         bar = Progress(self.cfg.epochs, self.steps, self.cfg.batch_size, enabled=self.show)
         self.stop_requested = False
-        main_thread = threading.current_thread() is threading.main_thread()
+        # Under DDP the ranks could stop at different steps and hang in the next all-reduce,
+        # so there Ctrl-C stops at once and the last finished epoch is the checkpoint.
+        main_thread = threading.current_thread() is threading.main_thread() and self.rt.world == 1
         old = signal.signal(signal.SIGINT, self._on_sigint) if main_thread else None
         try:
             while self.epoch < self.cfg.epochs:
