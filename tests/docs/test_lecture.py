@@ -12,7 +12,8 @@ How docs/lecture.md (and docs/lecture/*.md) are checked:
 - ```sh blocks are the commands a reader runs next (training, serving): they
   are not run, but each `convscope ...` line must parse, so a renamed option
   or command breaks the test; so must every `convscope ...` code span in the text.
-- every relative link and image must point to a file (and heading) that exists.
+- every relative link and image must point to a file that exists (and, within
+  the lecture's pages, to a heading that exists).
 """
 from __future__ import annotations
 
@@ -165,7 +166,9 @@ def test_links_resolve(page):
     for link in links:
         target, _, anchor = link.partition("#")
         path = (page.parent / target) if target else page
-        if not path.exists() or (anchor and path.suffix == ".md" and anchor not in _anchors(path)):
+        # headings are checked in the lecture's own pages; other pages only need to exist
+        # (their authors may retitle a section without running this test)
+        if not path.exists() or (anchor and path.resolve() in PAGES and anchor not in _anchors(path)):
             broken.append(link)
     assert not broken, f"{_rel(page)} links files or headings that do not exist: {broken}"
 
