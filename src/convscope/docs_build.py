@@ -20,9 +20,10 @@ against PyTorch, not the pixels.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -179,21 +180,17 @@ def build_compare(out: Path, names: list[str] | None = None) -> dict[str, Any]:
     return {"entries": entries, "skipped": skipped}
 
 
-def explorer_screenshot(run: str | Path, out: Path, *, timeout_ms: int = 15000) -> Path:
-    """Serve `run` on a free loopback port, draw a 7 in headless Chromium, save the page as PNG."""
-    import shutil
+@contextlib.contextmanager
+def _serving(run: str | Path) -> Iterator[str]:
+    """The explorer for `run` served by uvicorn in a thread on a free loopback port; yields its URL."""
     import socket
     import threading
     import time
 
     import uvicorn
-    from playwright.sync_api import sync_playwright
 
     from convscope.web import create_app
 
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        raise FileNotFoundError("chromium is not installed (sudo apt-get install chromium)")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -205,19 +202,30 @@ def explorer_screenshot(run: str | Path, out: Path, *, timeout_ms: int = 15000) 
             raise RuntimeError("the explorer server did not start")
         time.sleep(0.02)
     try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=chromium, headless=True,
-                                         args=["--no-sandbox", "--disable-gpu"])
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(f"http://127.0.0.1:{port}")
-            page.wait_for_selector('body[data-ready="1"]', timeout=timeout_ms)
-            _draw_seven(page, timeout_ms)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(out), full_page=True)
-            browser.close()
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def explorer_screenshot(run: str | Path, out: Path, *, timeout_ms: int = 15000) -> Path:
+    """Serve `run`, draw a 7 in headless Chromium (Debian's), save the whole page as PNG."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        raise FileNotFoundError("chromium is not installed (sudo apt-get install chromium)")
+    with _serving(run) as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(url)
+        page.wait_for_selector('body[data-ready="1"]', timeout=timeout_ms)
+        _draw_seven(page, timeout_ms)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(out), full_page=True)
+        browser.close()
     return out
 
 
