@@ -8,13 +8,16 @@ torch thread count) and drives it with asyncio HTTP/1.1 keep-alive clients
 page sends at the end of a stroke: a 280x280 PNG drawing of a 7, preprocessed,
 with every layer's activations in the answer.
 
-  1. latency at 1 and at 16 concurrent clients, 10 s each, with --threads 1 and 2
-     (goals: median < 10 ms and p99 < 50 ms at 16 clients, >= 300 predictions/s)
+  1. latency at 1 and at 16 concurrent clients, 10 s each, for `serve --threads 1`
+     (the default), `--threads 2`, and `--workers 2` (goals: median < 10 ms and
+     p99 < 50 ms at 16 clients, >= 300 predictions/s)
   2. 60 s at 32 clients with 10% malformed requests (bad JSON, NaN, 1x1, broken
      base64, not a PNG, a 1.1 MB body): no 5xx, resident memory growth < 50 MB
 
 Prints one JSON object. The baseline for ratios, `predict_only_ms`, is the
-same forward pass timed in this process without HTTP.
+same work timed in this process without HTTP. On a shared machine latencies
+swing with its load; `server_cpu_ms_per_request` (the server's own CPU time per
+answer) and `server_cpu_share` (how much of a core it got) say how much.
 """
 from __future__ import annotations
 
@@ -101,7 +104,7 @@ async def client(port: int, good: bytes, bad: list[bytes], bad_every: int, until
         conn[1].close()
 
 
-def load_phase(port: int, clients: int, seconds: float, bad_share: float = 0.0) -> dict:
+def load_phase(port: int, clients: int, seconds: float, bad_share: float = 0.0, pid: int | None = None) -> dict:
     good = request_bytes(json.dumps({"png": drawing_png()}).encode())
     bad = [request_bytes(b) for b in malformed_bodies()]
     bad_every = round(1 / bad_share) if bad_share else 0
@@ -113,16 +116,32 @@ def load_phase(port: int, clients: int, seconds: float, bad_share: float = 0.0) 
         await asyncio.gather(*(client(port, good, bad, bad_every, until, lat, statuses, i * 7)
                                for i in range(clients)))
 
+    cpu0 = cpu_seconds(pid) if pid else 0.0
     t0 = time.perf_counter()
     asyncio.run(run())
     wall = time.perf_counter() - t0
+    cpu = cpu_seconds(pid) - cpu0 if pid else 0.0
     ms = sorted(x * 1000 for x in lat)
     q = lambda p: round(ms[min(len(ms) - 1, int(p * len(ms)))], 2) if ms else None  # noqa: E731
     return {"clients": clients, "seconds": round(wall, 1), "predictions": len(ms),
             "predictions_per_s": round(len(ms) / wall, 1), "median_ms": q(0.5), "p90_ms": q(0.9),
             "p99_ms": q(0.99), "max_ms": round(ms[-1], 1) if ms else None,
             "statuses": {str(k): v for k, v in sorted(statuses.items())},
-            "errors": sum(v for k, v in statuses.items() if k >= 500 or k < 0)}
+            "errors": sum(v for k, v in statuses.items() if k >= 500 or k < 0),
+            # CPU the server spent per answer (good and bad): what the machine's load cannot inflate much
+            "server_cpu_ms_per_request": round(cpu * 1000 / max(1, sum(statuses.values())), 3) if pid else None,
+            "server_cpu_share": round(cpu / wall, 2) if pid else None}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its children (uvicorn workers), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0.0
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(cpu_seconds(int(k)) for k in kids)
 
 
 def rss_mb(pid: int) -> float:
@@ -132,8 +151,9 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def start_server(run: Path, threads: int) -> tuple[subprocess.Popen, int]:
-    cmd = [sys.executable, "-m", "convscope", "serve", "--run", str(run), "--port", "0", "--threads", str(threads)]
+def start_server(run: Path, threads: int, workers: int = 1) -> tuple[subprocess.Popen, int]:
+    cmd = [sys.executable, "-m", "convscope", "serve", "--run", str(run), "--port", "0", "--threads", str(threads),
+           "--workers", str(workers)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=dict(os.environ, OMP_NUM_THREADS=str(threads)))
     deadline = time.monotonic() + 120
@@ -147,8 +167,11 @@ def start_server(run: Path, threads: int) -> tuple[subprocess.Popen, int]:
     raise RuntimeError("convscope serve did not start")
 
 
-def predict_only_ms(run: Path, n: int = 300) -> float:
-    """The same work without HTTP: decode the PNG, preprocess, forward, encode (median ms)."""
+def predict_only_ms(run: Path, n: int = 300) -> dict:
+    """The same work without HTTP: decode the PNG, preprocess, forward, encode.
+
+    Wall time (median) and CPU time per call (process_time, which a busy machine
+    inflates far less: it does not count waiting for a core)."""
     import torch
 
     from convscope.web.encoding import image_from_png
@@ -158,11 +181,13 @@ def predict_only_ms(run: Path, n: int = 300) -> float:
     ex = Explorer.from_run(run)
     url = drawing_png()
     times = []
+    c0 = time.process_time()
     for _ in range(n):
         t0 = time.perf_counter()
-        json.dumps(ex.predict(image_from_png(url)))
+        ex.predict_json(image_from_png(url))
         times.append(time.perf_counter() - t0)
-    return round(statistics.median(times) * 1000, 3)
+    cpu = (time.process_time() - c0) / n
+    return {"wall_median_ms": round(statistics.median(times) * 1000, 3), "cpu_ms": round(cpu * 1000, 3)}
 
 
 def fallback_run() -> Path:
@@ -186,15 +211,16 @@ def main() -> int:
         run = fallback_run()
     short, long_ = (2, 6) if args.quick else (10, 60)
     out = {"run": str(run), "cpus": os.cpu_count(), "loadavg_before": os.getloadavg()[0],
-           "predict_only_ms": predict_only_ms(run), "threads": {}}
-    for threads in (1, 2):
-        proc, port = start_server(run, threads)
+           "predict_only_ms": predict_only_ms(run), "servers": {}}
+    for threads, workers in ((1, 1), (2, 1), (1, 2)):
+        proc, port = start_server(run, threads, workers)
         try:
-            load_phase(port, 4, 1.0)  # warm-up
-            out["threads"][str(threads)] = {f"clients_{c}": load_phase(port, c, short) for c in (1, 16)}
-            if threads == 1:
+            load_phase(port, 4, 3.0 if workers > 1 else 1.0)  # warm-up (workers start one by one)
+            key = f"threads_{threads}_workers_{workers}"
+            out["servers"][key] = {f"clients_{c}": load_phase(port, c, short, pid=proc.pid) for c in (1, 16)}
+            if (threads, workers) == (1, 1):
                 before = rss_mb(proc.pid)
-                robust = load_phase(port, 32, long_, bad_share=0.10)
+                robust = load_phase(port, 32, long_, bad_share=0.10, pid=proc.pid)
                 robust.update(rss_before_mb=round(before, 1), rss_after_mb=round(rss_mb(proc.pid), 1))
                 robust["rss_growth_mb"] = round(robust["rss_after_mb"] - before, 1)
                 out["robustness_32_clients_10pct_malformed"] = robust
@@ -202,11 +228,13 @@ def main() -> int:
             proc.terminate()
             proc.wait(10)
     out["loadavg_after"] = os.getloadavg()[0]
-    ceiling = 1000 / out["predict_only_ms"]  # predictions/s one core could do without HTTP
-    for per in out["threads"].values():
+    base = out["predict_only_ms"]["cpu_ms"]  # CPU per prediction without HTTP, this process
+    for per in out["servers"].values():
         for phase in per.values():
-            phase["share_of_in_process_rate"] = round(phase["predictions_per_s"] / ceiling, 2)
-    c16 = out["threads"]["1"]["clients_16"]
+            phase["cpu_vs_in_process"] = round(phase["server_cpu_ms_per_request"] / base, 2)
+            # what one whole core would sustain at this CPU cost (derived, not measured)
+            phase["rate_per_free_core"] = round(1000 / phase["server_cpu_ms_per_request"])
+    c16 = out["servers"]["threads_1_workers_1"]["clients_16"]
     rob = out["robustness_32_clients_10pct_malformed"]
     out["goals"] = {"median_under_10ms_at_16": c16["median_ms"] < 10, "p99_under_50ms_at_16": c16["p99_ms"] < 50,
                     "at_least_300_per_s": c16["predictions_per_s"] >= 300, "no_errors": c16["errors"] == 0,

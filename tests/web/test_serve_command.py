@@ -31,6 +31,7 @@ def _run(tmp_path):
     (["serve", "--run", "no/such/run"], "no run folder"),
     (["serve", "--port", "70000"], "--port"),
     (["serve", "--threads", "0"], "--threads"),
+    (["serve", "--workers", "0"], "--workers"),
 ])
 def test_bad_arguments_exit_2_with_a_message(argv, words, capsys):
     assert main(argv) == 2
@@ -59,10 +60,12 @@ def test_a_model_that_is_not_28x28_is_refused(tmp_path, capsys):
     assert "28x28" in capsys.readouterr().err
 
 
-def test_serve_starts_prints_its_address_and_answers(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_starts_prints_its_address_and_answers(tmp_path, workers):
     run = _run(tmp_path)
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "convscope", "serve", "--run", str(run), "--port", "0"],
+    proc = subprocess.Popen([sys.executable, "-m", "convscope", "serve", "--run", str(run), "--port", "0",
+                             "--workers", str(workers)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
         url = None
@@ -74,11 +77,17 @@ def test_serve_starts_prints_its_address_and_answers(tmp_path):
             if "http://127.0.0.1:" in line:
                 url = line.split("open ")[1].split()[0]
         assert url, "serve did not print its address"
-        with urllib.request.urlopen(url + "/api/health", timeout=10) as r:
-            assert json.load(r) == {"status": "ok", "model": "lenet5", "run": str(run), "dataset": "mnist",
-                                    "classes": [str(i) for i in range(10)]}
+        health = None
+        while health is None and time.monotonic() < deadline:  # workers may still be loading
+            try:
+                with urllib.request.urlopen(url + "/api/health", timeout=10) as r:
+                    health = json.load(r)
+            except OSError:
+                time.sleep(0.2)
+        assert health == {"status": "ok", "model": "lenet5", "run": str(run), "dataset": "mnist",
+                          "classes": [str(i) for i in range(10)]}
         with urllib.request.urlopen(url + "/", timeout=10) as r:
             assert b'data-testid="draw-canvas"' in r.read()
     finally:
         proc.terminate()
-        proc.wait(10)
+        assert proc.wait(15) is not None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from convscope.cli import UserError
 
@@ -30,13 +31,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for inference (default 1: fastest for one small image, "
                              "see docs/benchmarks.md)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="server processes, each with its own copy of the model (default 1)")
 
 
 def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port must be between 0 and 65535, got {args.port}")
-    if args.threads < 1:
-        raise UserError(f"--threads must be 1 or more, got {args.threads}")
+    if args.threads < 1 or args.workers < 1:
+        which = "--threads" if args.threads < 1 else "--workers"
+        raise UserError(f"{which} must be 1 or more, got {min(args.threads, args.workers)}")
     import torch
     import uvicorn
 
@@ -50,8 +54,17 @@ def run(args: argparse.Namespace) -> int:
     host = "127.0.0.1" if args.host in ("0.0.0.0", "localhost") else args.host
     print(f"convscope explorer: {explorer.name} from {args.run} ({explorer.config.get('dataset')})")
     print(f"  open http://{host}:{port}   (Ctrl+C to stop)", flush=True)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=2)
-    uvicorn.Server(config).run(sockets=[sock])
+    common = dict(log_level="warning", access_log=False, timeout_graceful_shutdown=2)
+    if args.workers == 1:
+        uvicorn.Server(uvicorn.Config(app, **common)).run(sockets=[sock])
+        return 0
+    # Several processes share the socket; each loads the run itself (the copy loaded
+    # above only checked it, before anything was printed).
+    from uvicorn.supervisors import Multiprocess
+
+    os.environ.update(CONVSCOPE_RUN=str(args.run), CONVSCOPE_THREADS=str(args.threads))
+    config = uvicorn.Config("convscope.web.app:app_from_env", factory=True, workers=args.workers, **common)
+    Multiprocess(config, sockets=[sock]).run()
     return 0
 
 

@@ -13,6 +13,7 @@ lying or chunked client cannot make the server buffer more.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -101,3 +102,12 @@ def create_app(run_dir: str | Path | None = None, *, explorer: Explorer | None =
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def app_from_env() -> FastAPI:
+    """App factory for `convscope serve --workers N`: each worker process loads the run
+    named by $CONVSCOPE_RUN with $CONVSCOPE_THREADS torch threads."""
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("CONVSCOPE_THREADS", "1")))
+    return create_app(os.environ["CONVSCOPE_RUN"])
