@@ -126,7 +126,7 @@ class AlexNet(Classifier):
 
     def __init__(self, specs: list[ConvSpec], *, num_classes: int = 1000, in_chans: int = 3,
                  dropout: float = 0.5, ceil_mode: bool = False, small_input: bool = False,
-                 input_size: int = 224) -> None:
+                 input_size: int = 224, he_init: bool = False) -> None:
         super().__init__()
         self.in_chans = in_chans
         self.default_input_size = (in_chans, 32, 32) if small_input else (in_chans, input_size, input_size)
@@ -136,6 +136,18 @@ class AlexNet(Classifier):
         # 6x6 is what pool5 gives at the native size (a no-op there); other sizes are pooled to it
         self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
         self.classifier = _classifier(self.num_features * 6 * 6, num_classes, dropout)
+        if he_init:
+            self._he_init()
+
+    def _he_init(self) -> None:
+        """He et al. 2015 initialisation: without batch norm, PyTorch's default init shrinks
+        the signal about 100x by fc8 and the paper's N(0, 0.01) (section 5) needs its
+        long schedule; N(0, 2/fan_in) keeps every layer's output at the input's scale."""
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+        nn.init.normal_(self.classifier.fc8.weight, 0, 0.01)
 
     def reference_key(self, our_key: str) -> str:
         return positional_reference_key(self, our_key)
@@ -167,6 +179,7 @@ def alexnet_paper(*, num_classes: int = 1000, in_chans: int = 3, small_input: bo
     """The 2012 paper's network at 227x227: groups=2 (the two GPUs, 60,965,224
     parameters) or groups=1 (one tower, 62,378,344 parameters, ~1.1G MACs)."""
     specs = [s._replace(groups=groups) if s.groups != 1 else s for s in cfgs["alexnet_paper"]]
+    kwargs.setdefault("he_init", True)
     return AlexNet(specs, num_classes=num_classes, in_chans=in_chans, small_input=small_input,
                    input_size=227, **kwargs)
 
@@ -182,5 +195,6 @@ def zfnet(*, num_classes: int = 1000, in_chans: int = 3, small_input: bool = Fal
     for i, width in enumerate(widths, 2):
         specs[i] = specs[i]._replace(out=width)
     # Figure 3's sizes (110 -> 55, 26 -> 13) need ceil-mode pooling, as in Caffe
+    kwargs.setdefault("he_init", True)
     return AlexNet(specs, num_classes=num_classes, in_chans=in_chans, small_input=small_input,
                    ceil_mode=True, **kwargs)

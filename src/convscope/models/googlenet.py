@@ -156,8 +156,8 @@ class GoogLeNet(Classifier):
     def _init_weights(self, paper: bool) -> None:
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
-                if paper and isinstance(m, nn.Conv2d):  # no batch norm: keep the activations' scale
-                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if paper and isinstance(m, nn.Conv2d):  # no batch norm: He init keeps the forward scale
+                    nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
                 else:  # torchvision's choice
                     nn.init.trunc_normal_(m.weight, mean=0.0, std=0.01, a=-2, b=2)
                 if m.bias is not None:
