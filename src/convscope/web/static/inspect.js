@@ -19,7 +19,7 @@
     rows.forEach((row, y) => {
       const tr = CS.el("tr");
       row.forEach((v, x) => {
-        const td = CS.el("td", { text: v === null ? "0" : CS.fmt(v, digits) });
+        const td = CS.el("td", { text: v === null ? "0" : v.toFixed(digits) });
         if (v === null || (pad && pad[y][x])) td.className = "pad";
         if (colour === "weights" && v !== null) td.style.background = weightColour(v, maxAbs);
         tr.append(td);
@@ -52,6 +52,26 @@
     return fig;
   }
 
+  // The fed input with the unit's receptive field drawn on it, small enough to sit in the panel.
+  function miniInput(win) {
+    const size = 112, c = size / 28;
+    const canvas = CS.el("canvas", { width: size, height: size, class: "mini-input", "data-testid": "inspect-rf" });
+    const ctx = canvas.getContext("2d");
+    const src = CS.el("canvas", { width: 28, height: 28 });
+    if (CS.net.response) CS.paintFloats(src, CS.net.response.input);
+    ctx.imageSmoothingEnabled = false;
+    ctx.fillStyle = "#000";
+    ctx.fillRect(0, 0, size, size);
+    ctx.drawImage(src, 0, 0, size, size);
+    const x0 = Math.max(0, win.x0), y0 = Math.max(0, win.y0), x1 = Math.min(27, win.x1), y1 = Math.min(27, win.y1);
+    ctx.fillStyle = "rgba(232, 89, 12, 0.35)";
+    ctx.fillRect(x0 * c, y0 * c, (x1 - x0 + 1) * c, (y1 - y0 + 1) * c);
+    ctx.strokeStyle = "#e8590c";
+    ctx.lineWidth = 2;
+    ctx.strokeRect(x0 * c + 1, y0 * c + 1, (x1 - x0 + 1) * c - 2, (y1 - y0 + 1) * c - 2);
+    return canvas;
+  }
+
   ins.hover = function (l, m, y, x) {
     const p = panel();
     const d = CS.net.acts[l.name];
@@ -61,6 +81,7 @@
       CS.el("p", { class: "hint", text: `sees input rows ${win.y0}…${win.y1}, columns ${win.x0}…${win.x1} ` +
         `(${l.rf[0]}×${l.rf[1]}; outside 0…27 is padding). Click for the computation.` })];
     const k = CS.net.model.kernels[l.name];
+    parts.push(CS.el("div", { class: "side" }, miniInput(win), CS.el("span", { class: "hint", text: "its window on the input" })));
     if (k) parts.push(CS.el("p", { text: `kernel ${m} (${k.shape.slice(1).join("×")}), bias ${CS.fmt(k.bias[m])}:` }), kernelFigure(k, m));
     else if (l.kind !== "conv") parts.push(CS.el("p", { text: `${l.kind === "maxpool" ? "the largest" : "the mean"} of a ${l.kernel[0]}×${l.kernel[1]} window of map ${m} of the layer before; no weights.` }));
     p.replaceChildren(...parts);
@@ -83,6 +104,11 @@
       rows.push(row);
     }
     return rows;
+  }
+
+  // "0.5 − 0.2 + 1.3": terms joined with their signs (`more`: the first one gets a sign too).
+  function signedSum(values, more = false) {
+    return values.map((v, i) => (i === 0 && !more ? CS.fmt(v) : `${v < 0 ? "−" : "+"} ${CS.fmt(Math.abs(v))}`)).join(" ");
   }
 
   function explainConv(l, m, y, x, out) {
@@ -111,9 +137,9 @@
       out.append(CS.el("p", { class: "hint", text: "(the layer before travels as 8-bit values, so this sum is close to, not exactly, the network's)" }));
     }
     out.append(holder);
-    const terms = w.length > 1 ? sums.map((s) => CS.fmt(s.sum)).join(" + ") : CS.fmt(total);
+    const terms = w.length > 1 ? signedSum(sums.map((s) => s.sum)) : CS.fmt(total);
     const act = l.activation === "relu" ? ` → ReLU: max(0, ${CS.fmt(z)}) = ${CS.fmt(a)}` : "";
-    out.append(CS.el("p", { class: "formula", text: `dot product ${terms} + bias ${CS.fmt(k.bias[m])} = ${CS.fmt(z)}${act}` }));
+    out.append(CS.el("p", { class: "formula", text: `dot product ${terms} ${signedSum([k.bias[m]], true)} (bias) = ${CS.fmt(z)}${act}` }));
     return { z, a };
   }
 
@@ -130,6 +156,8 @@
     if (!CS.net.response) return;
     const out = CS.el("div", { class: "computation", "data-testid": "computation" });
     out.append(CS.el("h3", { text: `${l.name} · map ${m} · unit (${y}, ${x}): the computation` }));
+    out.append(CS.el("div", { class: "side" }, miniInput(CS.net.window(l, y, x)),
+      CS.el("span", { class: "hint", text: "its window on the input" })));
     const r = l.kind === "conv" ? explainConv(l, m, y, x, out) : explainPool(l, m, y, x, out);
     const net = CS.net.acts[l.name].value(m, y * l.shape[2] + x);
     out.dataset.z = r.z; out.dataset.activation = r.a; out.dataset.network = net;
@@ -138,5 +166,7 @@
     close.addEventListener("click", () => { CS.net.pinned = null; CS.net.highlight(null); out.remove(); });
     out.append(close);
     panel().replaceChildren(out);
+    const box = panel().getBoundingClientRect();  // phones: the panel is not sticky, bring it into view
+    if (box.bottom < 0 || box.top > window.innerHeight) panel().scrollIntoView({ block: "start" });
   };
 })();
