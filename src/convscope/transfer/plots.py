@@ -33,18 +33,27 @@ def _save(plt, fig, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def plot_shots(result: dict[str, Any], path: str | Path) -> None:
-    """Test top-1 against k images per class: fine-tuned vs from scratch."""
+def plot_shots(result: dict[str, Any], path: str | Path, *, more: dict[str, dict[str, Any]] | None = None) -> None:
+    """Test top-1 against k images per class: fine-tuned vs from scratch.
+
+    more: {label: result} of other fine-tuning settings on the same cuts, drawn as extra lines.
+    """
     plt, (fig, ax) = _figure(figsize=(6, 4))
-    ks = [r["per_class_used"] for r in result["rows"]]
-    ax.plot(ks, [100 * r["finetune_top1"] for r in result["rows"]], "o-", label="fine-tuned from source")
-    ax.plot(ks, [100 * r["scratch_top1"] for r in result["rows"]], "s--", label="from scratch")
+    rows = result["rows"]
+    ks = [r["per_class_used"] for r in rows]
+    lines = [(rows, "finetune", "o-", "fine-tuned from source")]
+    lines += [(other["rows"], "finetune", "^-", label) for label, other in (more or {}).items()]
+    lines += [(rows, "scratch", "s--", "from scratch")]
+    for rs, key, fmt, label in lines:
+        sd = [100 * r.get(f"{key}_sd", 0.0) for r in rs]  # error bars: sd over the repeats
+        ax.errorbar(ks, [100 * r[f"{key}_top1"] for r in rs], yerr=sd, fmt=fmt, capsize=3, label=label)
     ax.set_xscale("log")
     ax.set_xlabel("labelled training images per class (k)")
     ax.set_ylabel("test top-1 (%)")
-    ax.set_title(f"{result['source'].split(' (')[0]} -> {result['data']}", fontsize=9)
+    reps = rows[0].get("repeats", 1) if rows else 1
+    ax.set_title(f"{result['source'].split(' (')[0]} -> {result['data']} (mean +- sd of {reps})", fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     _save(plt, fig, Path(path))
 
