@@ -64,22 +64,31 @@ def _geometry(kind: str, mod: nn.Module) -> dict[str, Any]:
 def receptive_fields(layers: list[dict[str, Any]], input_hw: tuple[int, int]) -> None:
     """Add "rf", "jump", "start" (per axis, in input pixels) to each layer dict, in place.
 
-    Standard recurrence (Araujo et al., Distill 2019): r += (k-1)*d*j; start += ((k-1)*d/2 - p)*j;
-    j *= s. "start" is the centre of unit 0's window, so unit i covers the input
-    pixels start + i*jump +- (rf-1)/2 (some of them in the padding). A fully
-    connected layer sees the whole input.
+    The conv/pool chain goes through `convscope.geometry.receptive_field` (one axis
+    at a time, so non-square kernels work too): "start" is the centre of unit 0's
+    window, so unit i covers input pixels start + i*jump +- (rf-1)/2 (some in the
+    padding). A fully connected layer sees the whole input.
     """
-    r, j, s = np.ones(2), np.ones(2), np.zeros(2)
+    from convscope.geometry import receptive_field
+
+    chain = [layer for layer in layers if layer["kind"] not in ("input", "fc")]
+    axes = [receptive_field([(c["kernel"][a], c["stride"][a], c["padding"][a], c["dilation"][a]) for c in chain])
+            for a in (0, 1)]
+    steps = {id(c): (axes[0][i], axes[1][i]) for i, c in enumerate(chain)}
+    whole = False
     for layer in layers:
-        if layer["kind"] == "fc":
-            r, j, s = np.array(input_hw, float), np.array(input_hw, float), (np.array(input_hw) - 1) / 2
-        elif layer["kind"] != "input":
-            k, st = np.array(layer["kernel"], float), np.array(layer["stride"], float)
-            p, d = np.array(layer["padding"], float), np.array(layer["dilation"], float)
-            s = s + ((k - 1) * d / 2 - p) * j
-            r = r + (k - 1) * d * j
-            j = j * st
-        layer["rf"], layer["jump"], layer["start"] = r.tolist(), j.tolist(), s.tolist()
+        whole = whole or layer["kind"] == "fc"
+        if whole:  # every layer after the first fc one sees everything
+            layer["rf"] = [float(n) for n in input_hw]
+            layer["jump"] = [float(n) for n in input_hw]
+            layer["start"] = [(n - 1) / 2 for n in input_hw]
+        elif layer["kind"] == "input":
+            layer["rf"], layer["jump"], layer["start"] = [1.0, 1.0], [1.0, 1.0], [0.0, 0.0]
+        else:
+            ys, xs = steps[id(layer)]
+            layer["rf"] = [float(ys.receptive_field), float(xs.receptive_field)]
+            layer["jump"] = [float(ys.jump), float(xs.jump)]
+            layer["start"] = [float(ys.start), float(xs.start)]
 
 
 class Explorer:
