@@ -197,3 +197,15 @@ def test_screenshots_for_the_docs_and_a_phone_sized_page(page):
         overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 1, f"{tab}: the page is {overflow}px wider than a phone"
     page.screenshot(path=str(shots / "explorer-phone.png"))
+
+
+def test_the_eraser_rubs_out_ink(page):
+    draw(page, [(140, 40), (140, 240)])
+    expect(page.get_by_test_id("first-guess")).to_have_text("1")
+    page.get_by_test_id("eraser").check()
+    draw(page, [(140, 20), (140, 260)])  # the eraser is wider than the pencil
+    expect(page.get_by_test_id("first-guess")).to_have_text("–")
+    assert sum(probabilities(page)) == 0
+    page.get_by_test_id("pencil").check()
+    draw(page, [(80, 60), (200, 60), (120, 230)])
+    expect(page.get_by_test_id("first-guess")).to_have_text("7")

@@ -50,7 +50,18 @@
     }
     if (state.rtt < LIVE_MS && performance.now() - state.lastSent > LIVE_MS) predict();
   });
-  const end = () => { if (state.drawing) { state.drawing = false; predict(); } };
+  // After erasing, look again: a canvas erased back to black has nothing to guess.
+  function hasInk() {
+    const data = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+    for (let i = 0; i < data.length; i += 4) if (data[i] > 0) return true;
+    return false;
+  }
+  const end = () => {
+    if (!state.drawing) return;
+    state.drawing = false;
+    if (document.querySelector('input[name="tool"]:checked').value === "eraser") state.inked = hasInk();
+    predict();
+  };
   canvas.addEventListener("pointerup", end);
   canvas.addEventListener("pointercancel", end);
 
