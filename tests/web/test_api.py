@@ -200,3 +200,11 @@ def test_activation_encoding_round_trips_within_8_bits():
         span = maps[c].max() - maps[c].min()
         assert np.abs(back[c] - maps[c]).max() <= span / 510 + 1e-6
     assert len(enc["data"]) == 4 * ((4 * 35 + 2) // 3)  # base64 of 140 bytes
+
+
+def test_a_config_whose_classes_do_not_fit_is_refused():
+    from convscope.models import create_model
+    from convscope.web import Explorer
+
+    with pytest.raises(ValueError, match="names 3 classes but its model has 10 outputs"):
+        Explorer(create_model("lenet5"), {"classes": ["a", "b", "c"], "input_size": [1, 28, 28]})

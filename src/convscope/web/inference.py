@@ -117,6 +117,9 @@ class Explorer:
         self.num_classes = int(probe[0].shape[-1])
         classes = config.get("classes") or [str(i) for i in range(self.num_classes)]
         self.classes = [str(c) for c in classes]
+        if len(self.classes) != self.num_classes:
+            raise ValueError(f"the run's config.json names {len(self.classes)} classes but its model has "
+                             f"{self.num_classes} outputs; fix \"classes\" in config.json")
         self._description = self._describe(probe[1])
 
     @classmethod
