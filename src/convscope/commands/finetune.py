@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
                           "frozen": cfg["frozen"], "reinit": cfg["reinit"], "stages": cfg["stages"],
                           "input_adaptation": cfg["input_adaptation"]}))
     elif not args.quiet:
-        print(f"done: fine-tuned {cfg['source']} for {len(history)} epochs (frozen: {', '.join(cfg['frozen']) or 'none'}; "
-              f"reinitialised: {', '.join(cfg['reinit']) or 'none'}): val top-1 {100 * final['val_top1']:.2f}% -> {out}")
+        frozen, reinit = ", ".join(cfg["frozen"]) or "none", ", ".join(cfg["reinit"]) or "none"
+        print(f"done: fine-tuned {cfg['source']} for {len(history)} epochs (frozen: {frozen}; reinitialised: "
+              f"{reinit}): val top-1 {100 * final['val_top1']:.2f}% -> {out}")
     return 0

@@ -77,9 +77,10 @@ def parse_count(value: Any, what: str, *, allow_all: bool = False) -> int | str:
     return n
 
 
-def _counts(source: Source, n_stages: list[Stage], freeze: Any, reinit: Any) -> tuple[int, int]:
-    names = ", ".join(s.name for s in n_stages)
-    total = len(n_stages)
+def _counts(source: Source, body: list[Stage], freeze: Any, reinit: Any) -> tuple[int, int]:
+    """(stages to freeze, stages to reinitialise), checked against the body's stages."""
+    names = ", ".join(s.name for s in body)
+    total = len(body)
     f, r = parse_count(freeze or 0, "freeze", allow_all=True), parse_count(reinit or 0, "reinit")
     if r > total:
         raise ValueError(f"--reinit {r} is more than the {total} stages of {source.name} ({names})")
@@ -125,8 +126,9 @@ def prepare(source: Source, dataset: Any, *, freeze: int | str | None = None, re
     adapted = None
     if c != source.input_size[0]:
         adapt_input_channels(model, c)
-        how = "filters summed over the input channels" if c == 1 else f"filters repeated and scaled by {source.input_size[0]}/{c}"
-        adapted = f"{source.input_size[0]}->{c}: {how}"
+        was = source.input_size[0]
+        how = "filters summed over the input channels" if c == 1 else f"filters repeated and scaled by {was}/{c}"
+        adapted = f"{was}->{c}: {how}"
     torch.manual_seed(seed)  # the new weights depend on the seed only
     body = stages(model)
     if n_reinit:

@@ -30,7 +30,8 @@ from convscope.transfer.subsets import few_shot, per_class_counts, repeat_train
 def test_top1(model: torch.nn.Module, dataset: Any) -> float:
     from convscope.train import evaluate
 
-    return float(evaluate(model, dataset, split="test", device="cpu" if not torch.cuda.is_available() else None)["top1"])
+    device = next(model.parameters()).device  # where fit left it
+    return float(evaluate(model, dataset, split="test", device=str(device))["top1"])
 
 
 def train_scratch(name: str, kwargs: dict, dataset: Any, out: Path, *, epochs: int, lr: float, seed: int,
@@ -62,8 +63,9 @@ def _shots(shots: Sequence[int]) -> list[int]:
     return out
 
 
-def transfer_vs_scratch(source: str | Path | Source, data: Any, out: str | Path, *, shots: Sequence[int] = (10, 100, 1000),
-                        epochs: int = 3, freeze_epochs: int = 1, lr: float = 0.05, body_lr_mult: float = 0.1,
+def transfer_vs_scratch(source: str | Path | Source, data: Any, out: str | Path, *,
+                        shots: Sequence[int] = (10, 100, 1000), epochs: int = 3, freeze_epochs: int = 1,
+                        lr: float = 0.05, body_lr_mult: float = 0.1,
                         batch_size: int = 64, min_epoch: int = 1024, seed: int = 0, repeats: int = 1,
                         val_per_class: int = 100, progress: bool = True, runtime: Any = None,
                         keep_runs: bool = False) -> dict[str, Any]:
@@ -85,28 +87,18 @@ def transfer_vs_scratch(source: str | Path | Source, data: Any, out: str | Path,
         raise ValueError(f"--repeats {repeats!r} is not valid: use 1 or more")
     names = [f"k{k}-{m}-r{r}" for r in range(repeats) for k in ks for m in ("finetune", "scratch")]
     grid = Grid(out, names, progress=progress, unit="run", settings=settings)
+    budget = dict(epochs=epochs, freeze_epochs=freeze_epochs, lr=lr, body_lr_mult=body_lr_mult,
+                  batch_size=batch_size, runtime=runtime)
     for cell in grid.todo():
         k_text, method, r_text = cell.split("-")
         k, r = int(k_text[1:]), int(r_text[1:])
-        s = seed + r
-        cut = few_shot(full, k, seed=s, val_per_class=val_per_class)
-        used = per_class_counts(cut.train)
+        cut = few_shot(full, k, seed=seed + r, val_per_class=val_per_class)
         reps = max(1, math.ceil(min_epoch / len(cut.train)))
-        ds = repeat_train(cut, reps)
         run_dir = out / "runs" / cell
-        bs = min(batch_size, len(ds.train))
-        if method == "finetune":
-            ds = with_source_normalization(ds, src)
-            plan = prepare(src, ds, seed=s)
-            fine_tune(plan, ds, run_dir, run_config=full_config(src.name, src.kwargs, ds), epochs=epochs, freeze_epochs=freeze_epochs, lr=lr, body_lr_mult=body_lr_mult,
-                      batch_size=bs, seed=s, progress=False, runtime=runtime, nesterov=True)
-            model = plan.model
-        else:
-            model = train_scratch(src.name, src.kwargs, ds, run_dir, epochs=epochs + freeze_epochs, lr=lr,
-                                  seed=s, batch_size=bs, runtime=runtime, nesterov=True)
-        grid.done(cell, {"k": k, "method": method, "repeat": r, "per_class_used": min(used.values()),
-                         "train_images": len(cut.train), "repeats_per_epoch": reps,
-                         "test_top1": test_top1(model, ds), "test_n": len(ds.test)})
+        top1, n = _train_one(method, src, repeat_train(cut, reps), run_dir, seed=seed + r, **budget)
+        used = min(per_class_counts(cut.train).values())
+        grid.done(cell, {"k": k, "method": method, "repeat": r, "per_class_used": used,
+                         "train_images": len(cut.train), "repeats_per_epoch": reps, "test_top1": top1, "test_n": n})
         if not keep_runs:
             shutil.rmtree(run_dir, ignore_errors=True)
     rows = [_row(k, repeats, grid.results) for k in ks]
@@ -117,6 +109,23 @@ def transfer_vs_scratch(source: str | Path | Source, data: Any, out: str | Path,
 
     plot_shots(result, out / "accuracy_vs_shots.png")
     return result
+
+
+def _train_one(method: str, src: Source, ds: Any, run_dir: Path, *, epochs: int, freeze_epochs: int, lr: float,
+               body_lr_mult: float, batch_size: int, seed: int, runtime: Any) -> tuple[float, int]:
+    """One cell: fine-tune the source or train from scratch on `ds`; (test top-1, test images)."""
+    bs = min(batch_size, len(ds.train))
+    if method == "finetune":
+        ds = with_source_normalization(ds, src)
+        plan = prepare(src, ds, seed=seed)
+        fine_tune(plan, ds, run_dir, run_config=full_config(src.name, src.kwargs, ds), epochs=epochs,
+                  freeze_epochs=freeze_epochs, lr=lr, body_lr_mult=body_lr_mult, batch_size=bs, seed=seed,
+                  progress=False, runtime=runtime, nesterov=True)
+        model = plan.model
+    else:
+        model = train_scratch(src.name, src.kwargs, ds, run_dir, epochs=epochs + freeze_epochs, lr=lr, seed=seed,
+                              batch_size=bs, runtime=runtime, nesterov=True)
+    return test_top1(model, ds), len(ds.test)
 
 
 def _mean_sd(values: list[float]) -> tuple[float, float]:
@@ -139,7 +148,8 @@ def format_table(result: dict[str, Any]) -> str:
     lines = [f"source: {result['source']}  ->  {result['data']}",
              f"{'k/class':>8} {'used':>6} {'fine-tuned':>16} {'scratch':>16} {'gain':>7}"]
     for r in result["rows"]:
-        lines.append(f"{r['k']:>8} {r['per_class_used']:>6} {100 * r['finetune_top1']:>8.2f} +- {100 * r['finetune_sd']:4.2f} "
-                     f"{100 * r['scratch_top1']:>8.2f} +- {100 * r['scratch_sd']:4.2f} {100 * r['gain']:>+6.2f}")
+        ft, sc = f"{100 * r['finetune_top1']:>8.2f} +- {100 * r['finetune_sd']:4.2f}", \
+            f"{100 * r['scratch_top1']:>8.2f} +- {100 * r['scratch_sd']:4.2f}"
+        lines.append(f"{r['k']:>8} {r['per_class_used']:>6} {ft} {sc} {100 * r['gain']:>+6.2f}")
     lines.append(f"(test top-1 in %, mean +- sd over {result['rows'][0]['repeats']} repeat(s))")
     return "\n".join(lines)

@@ -131,7 +131,8 @@ def _run_cell(cell: str, out: Path, da: Any, db: Any, name: str, kwargs: dict, n
     frozen = not treatment.endswith("+")
     plan = prepare(source, db, freeze=n if frozen else 0, reinit=n_layers - n, seed=r_seed * 1000 + n)
     run = out / "runs" / cell
-    fine_tune(plan, db, run, run_config=full_config(name, kwargs, db), freeze_epochs=0, body_lr_mult=1.0, progress=False, seed=r_seed, **train_kw)
+    fine_tune(plan, db, run, run_config=full_config(name, kwargs, db), freeze_epochs=0, body_lr_mult=1.0,
+              progress=False, seed=r_seed, **train_kw)
     top1 = test_top1(plan.model, db)
     if not keep_runs:
         shutil.rmtree(run, ignore_errors=True)
@@ -161,8 +162,8 @@ def format_table(result: dict[str, Any]) -> str:
     """Top-1 (%) on B's test split: a row per treatment, a column per n."""
     ns = range(1, len(result["layers"]) + 1)
     head = f"{'':8}" + "".join(f"{f'n={n} ({name})':>16}" for n, name in zip(ns, result["layers"]))
-    rows = [f"baseB   {100 * result['base']['baseB']['mean']:>8.2f}   (baseA {100 * result['base']['baseA']['mean']:.2f})",
-            head]
+    base = result["base"]
+    rows = [f"baseB   {100 * base['baseB']['mean']:>8.2f}   (baseA {100 * base['baseA']['mean']:.2f})", head]
     for key, fmt in (("mean", "{:>16.2f}"), ("delta", "{:>+16.2f}")):
         if key == "delta":
             rows.append("minus the same split's baseB (percentage points):")
