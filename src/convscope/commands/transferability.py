@@ -14,8 +14,9 @@ the first n stages copied from baseB or baseA, frozen or fine-tuned (+), the res
 reinitialised. Writes OUT/results.json (the table), OUT/figure2.png (the paper's
 Figure 2 style) and OUT/cells/*.json: run it again with the same --out to resume.
 
-The defaults (lenet5, 4 epochs, 2,000 images per class, 1 repeat) finish a
-fashion-mnist run in about 6 minutes on 2 CPU cores; see docs/transfer.md.
+The defaults (lenet5, 4 epochs, 2,000 images per class, 1 repeat: 18 networks)
+finish a fashion-mnist run in about 4 minutes on 2 shared CPU cores (2 repeats took
+8 min 12 s there); see docs/transfer.md.
 
 examples:
   convscope transferability --data fashion-mnist --out runs/transferability

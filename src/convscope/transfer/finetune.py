@@ -112,8 +112,10 @@ def _check_target(plan_model: nn.Module, source: Source, dataset: Any) -> None:
         check_fit(plan_model, dataset)
     except ValueError as exc:
         c, h, w = (int(v) for v in dataset.train.images.shape[1:])
+        why = str(exc).split(". Pick a model")[0]  # train's advice names flags finetune does not have
         raise ValueError(f"the source {source.describe()} does not fit {dataset.name} ({c}x{h}x{w} images, "
-                         f"{len(dataset.classes)} classes): {exc}") from None
+                         f"{len(dataset.classes)} classes): {why}. Resize the data to the source's input with "
+                         f"--image-size {source.input_size[-1]}, or fine-tune a source built for this size") from None
 
 
 def prepare(source: Source, dataset: Any, *, freeze: int | str | None = None, reinit: int = 0,
