@@ -26,8 +26,6 @@ def pytest_collection_modifyitems(config, items):
     here = Path(__file__).parent
     for item in items:
         if Path(str(item.fspath)).is_relative_to(here):
-            item.add_marker(pytest.mark.e2e)
-            item.add_marker(pytest.mark.xdist_group("web"))
             if CHROMIUM is None:
                 item.add_marker(pytest.mark.skip(
                     reason="chromium is not installed (sudo apt-get install chromium; "

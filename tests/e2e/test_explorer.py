@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from playwright.sync_api import expect
 
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("web")]  # one worker: one server, one browser
 LAYERS = ["input", "conv1", "pool1", "conv2", "pool2", "fc1", "fc2", "output"]
 
 
