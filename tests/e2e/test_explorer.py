@@ -210,3 +210,17 @@ def test_the_eraser_rubs_out_ink(page):
     page.get_by_test_id("pencil").check()
     draw(page, [(80, 60), (200, 60), (120, 230)])
     expect(page.get_by_test_id("first-guess")).to_have_text("7")
+
+
+def test_a_finger_draws_too(page):
+    """Touch arrives as pointer events with pointerType "touch": the same strokes."""
+    page.get_by_test_id("draw-canvas").evaluate("""c => {
+        const r = c.getBoundingClientRect(), s = r.width / 280;
+        const at = (type, x, y) => c.dispatchEvent(new PointerEvent(type, {pointerId: 7, pointerType: "touch",
+            isPrimary: true, bubbles: true, cancelable: true, clientX: r.left + x * s, clientY: r.top + y * s}));
+        at("pointerdown", 140, 40);
+        for (let y = 50; y <= 240; y += 10) at("pointermove", 140, y);
+        at("pointerup", 140, 240);
+    }""")
+    page.wait_for_function("document.body.dataset.pending === '0'", timeout=10000)
+    expect(page.get_by_test_id("first-guess")).to_have_text("1")

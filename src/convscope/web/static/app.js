@@ -35,7 +35,7 @@
 
   canvas.addEventListener("pointerdown", (ev) => {
     ev.preventDefault();
-    canvas.setPointerCapture(ev.pointerId);
+    try { canvas.setPointerCapture(ev.pointerId); } catch (_) { /* synthetic events have no pointer to capture */ }
     state.drawing = true;
     state.last = point(ev);
     stroke(state.last, state.last);
