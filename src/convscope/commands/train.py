@@ -40,6 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup-epochs", type=float, help="cosine: epochs of linear warm-up")
     p.add_argument("--label-smoothing", type=float)
     p.add_argument("--augment", choices=["auto", "none", "digits", "fashion", "natural"])
+    p.add_argument("--erase-p", type=float, help="fashion/natural: random-erasing probability (default 0.5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="keyword for the model builder, e.g. dropout=0.2 (repeatable)")
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--resume needs --out RUN (the run folder to continue)")
     out = Path(args.out) if args.out else _default_out(args.model, args.data, args.recipe)
     extra = {k: getattr(args, k) for k in ("momentum", "nesterov", "weight_decay", "step_size", "gamma",
-                                           "warmup_epochs", "label_smoothing", "augment")}
+                                           "warmup_epochs", "label_smoothing", "augment", "erase_p")}
     try:
         run_dir = train(model=args.model, data=args.data, out=out, recipe=args.recipe, epochs=args.epochs,
                         batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
