@@ -197,3 +197,18 @@ def test_progress_lines_keep_rate_and_eta_and_end_with_one_result_line(tmp_path,
     assert lines[0].startswith("epoch 1/2  train_loss")
     out = captured.out.strip().splitlines()
     assert len(out) == 1 and out[0].startswith("done: 2 epochs in") and str(tmp_path / "run") in out[0]
+
+
+def test_overwrite_removes_the_old_run_before_training(tmp_path):
+    run = train(model="lenet5", data="synthetic", out=tmp_path / "run", epochs=1, progress=False)
+    model = create_model("lenet5")
+
+    def crash(module, args, output):
+        if module.training:
+            raise RuntimeError("power cut")
+
+    model.register_forward_hook(crash)
+    with pytest.raises(RuntimeError, match="power cut"):
+        train(model=model, data="synthetic", out=run, epochs=1, progress=False, overwrite=True)
+    # nothing of the old run is left for a mistaken --resume to pick up
+    assert not (run / "state" / "state.pt").exists() and not (run / "config.json").exists()

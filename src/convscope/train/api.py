@@ -66,6 +66,13 @@ def _probe_writable(out: Path) -> None:
                          f"choose a folder you can write to") from None
 
 
+def _clear_run(out: Path) -> None:
+    """--overwrite: drop the old run's files first, so a crash before the first
+    epoch ends cannot leave the old state/ to be resumed by mistake."""
+    for name in (CONFIG, "model.safetensors", "metrics.jsonl", "curves.png", "state/state.pt"):
+        (out / name).unlink(missing_ok=True)
+
+
 def check_fit(model: nn.Module, dataset: Any) -> None:
     """One forward pass of two real images: the model must take them and give one score per class."""
     images = torch.as_tensor(dataset.val.images[:2] if len(dataset.val.images) else dataset.train.images[:2])
@@ -166,6 +173,8 @@ def train(*, model: str | nn.Module | None = None, data: Any = None, out: str | 
         check_fit(net, dataset)
         if rt.main:
             _probe_writable(out)
+            if overwrite and not resume:
+                _clear_run(out)
         barrier(rt)
         run_config = run_config_for(name, model_kwargs, dataset, data_name=data if isinstance(data, str) else None,
                                     image_size=image_size)
