@@ -26,7 +26,7 @@ def test_train_json(tmp_path, capsys):
     res = json.loads(capsys.readouterr().out)
     assert res["epochs"] == 1 and res["run"] == str(out) and 0 <= res["final"]["val_top1"] <= 1
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["model"] == {"name": "lenet5", "kwargs": {"dropout": 0.1}}
+    assert cfg["model"] == {"name": "lenet5", "kwargs": {"dropout": 0.1, "num_classes": 10, "in_chans": 1}}
     assert cfg["recipe"]["optimizer"] == "adamw" and cfg["recipe"]["schedule"] == "cosine"
 
 

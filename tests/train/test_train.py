@@ -212,3 +212,23 @@ def test_overwrite_removes_the_old_run_before_training(tmp_path):
         train(model=model, data="synthetic", out=run, epochs=1, progress=False, overwrite=True)
     # nothing of the old run is left for a mistaken --resume to pick up
     assert not (run / "state" / "state.pt").exists() and not (run / "config.json").exists()
+
+
+def test_a_run_of_any_shape_reloads_with_its_class_and_channel_counts(tmp_path):
+    """config.json keeps num_classes and in_chans, so load() rebuilds a 3-class RGB network."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(["red", "green", "blue"]):
+        (tmp_path / "imgs" / name).mkdir(parents=True)
+        for i in range(12):
+            px = rng.integers(0, 80, (28, 28, 3), dtype=np.uint8)
+            px[..., c] += 150
+            Image.fromarray(px).save(tmp_path / "imgs" / name / f"{i}.png")
+    run = train(model="lenet5", data=f"folder:{tmp_path / 'imgs'}", image_size=28, out=tmp_path / "run",
+                epochs=1, batch_size=8, lr=0.05, progress=False)
+    kwargs = json.loads((run / "config.json").read_text())["model"]["kwargs"]
+    assert kwargs["num_classes"] == 3 and kwargs["in_chans"] == 3
+    model, _ = load(run)
+    assert model(torch.zeros(2, 3, 28, 28)).shape == (2, 3)

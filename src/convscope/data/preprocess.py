@@ -294,7 +294,7 @@ def prepare_image(image: ImageLike, config: dict[str, Any], *, auto_invert: bool
         x = x.expand(1, channels, h, w).contiguous()
     else:
         a = resize_pil(load_image(image), (h, w), channels)
-        x = torch.from_numpy(a).float().div_(255.0)[None]  # (1, C, H, W)
+        x = torch.tensor(a, dtype=torch.float32).div_(255.0)[None]  # (1, C, H, W); a copy: PIL arrays are read-only
         if pre.get("invert", False):
             x = 1.0 - x
     return _normalize(x, mean, std)

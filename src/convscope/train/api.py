@@ -116,17 +116,22 @@ def run_config_for(model_name: str, model_kwargs: dict, dataset: Any, *, data_na
     }
 
 
-def _build_model(model: str | nn.Module, dataset: Any, model_kwargs: dict, seed: int) -> tuple[nn.Module, str]:
+def _full_kwargs(model_kwargs: dict, dataset: Any) -> dict:
+    """The model kwargs with the data's class and channel counts filled in: config.json
+    keeps these, so `convscope.load` rebuilds the very same network."""
+    kwargs = dict(model_kwargs)
+    kwargs.setdefault("num_classes", len(dataset.classes))
+    kwargs.setdefault("in_chans", int(dataset.train.images.shape[1]))
+    return kwargs
+
+
+def _build_model(model: str | nn.Module, model_kwargs: dict, seed: int) -> tuple[nn.Module, str]:
     if isinstance(model, nn.Module):
         return model, getattr(model, "model_name", type(model).__name__)
     from convscope.models import create_model
 
     torch.manual_seed(seed)  # the initial weights depend on --seed only
-    c = int(dataset.train.images.shape[1])
-    kwargs = dict(model_kwargs)
-    kwargs.setdefault("num_classes", len(dataset.classes))
-    kwargs.setdefault("in_chans", c)
-    return create_model(model, **kwargs), model
+    return create_model(model, **model_kwargs), model
 
 
 def _resolve(out: Path, model, data, recipe, resume: bool, model_kwargs, values: dict) -> tuple:
@@ -169,7 +174,8 @@ def train(*, model: str | nn.Module | None = None, data: Any = None, out: str | 
     rt = setup(device, threads)
     try:
         dataset = load_dataset(data, root=data_root, download=download, image_size=image_size)
-        net, name = _build_model(model, dataset, model_kwargs, cfg.seed)
+        model_kwargs = _full_kwargs(model_kwargs, dataset)
+        net, name = _build_model(model, model_kwargs, cfg.seed)
         check_fit(net, dataset)
         if rt.main:
             _probe_writable(out)
