@@ -20,10 +20,9 @@ against PyTorch, not the pixels.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
@@ -180,32 +179,12 @@ def build_compare(out: Path, names: list[str] | None = None) -> dict[str, Any]:
     return {"entries": entries, "skipped": skipped}
 
 
-@contextlib.contextmanager
-def _serving(run: str | Path) -> Iterator[str]:
-    """The explorer for `run` served by uvicorn in a thread on a free loopback port; yields its URL."""
-    import socket
-    import threading
-    import time
-
-    import uvicorn
-
+def _serving(run: str | Path):
+    """The explorer for `run` served in a thread on a free loopback port; yields its URL."""
     from convscope.web import create_app
+    from convscope.web.live import live_server
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(run), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            raise RuntimeError("the explorer server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    return live_server(create_app(run))
 
 
 def explorer_screenshot(run: str | Path, out: Path, *, timeout_ms: int = 15000) -> Path:

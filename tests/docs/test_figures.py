@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -106,7 +108,10 @@ def test_explorer_screenshot_shows_the_drawn_seven():
     support = _web_support()
     out = support.ARTIFACTS / "docs" / "lecture-explorer.png"
     out.unlink(missing_ok=True)
-    docs_build.explorer_screenshot(support.trained_run(), out)
+    # in a process of its own: Playwright's sync API refuses to start inside another
+    # test's running browser session (the e2e tests share this xdist group)
+    subprocess.run([sys.executable, "-m", "convscope.docs_build", "explorer", "--out", str(out.parent),
+                    "--run", str(support.trained_run())], check=True, timeout=120)
     assert _is_png(out)
     with Image.open(out) as img:
         width, height = img.size

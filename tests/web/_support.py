@@ -6,16 +6,13 @@ so test folders are not packages).
 from __future__ import annotations
 
 import base64
-import contextlib
 import fcntl
 import io
-import socket
-import threading
-import time
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
+
+from convscope.web.live import free_port, live_server  # noqa: F401  (re-exported for the tests)
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -39,34 +36,6 @@ def trained_run() -> Path:
             train(model="lenet5", data="mnist", recipe="mnist-fast", epochs=EPOCHS, out=run,
                   threads=1, progress=False, overwrite=True, seed=0)
     return run
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def live_server(app) -> Iterator[str]:
-    """uvicorn serving `app` on a free loopback port in a thread; yields the base URL."""
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def png_data_url(gray: np.ndarray, mode: str = "L") -> str:
