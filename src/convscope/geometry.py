@@ -26,6 +26,7 @@ __all__ = [
     "effective_kernel",
     "padding_for",
     "receptive_field",
+    "receptive_field_step",
     "same_padding",
     "suggest_fixes",
 ]
@@ -273,9 +274,16 @@ def receptive_field(layers: Iterable[Any]) -> list[RFStep]:
     steps = []
     for layer in layers:
         k, s, p, d = _as_step(layer)
-        f_eff = effective_kernel(k, d)
-        start = start + ((f_eff - 1) / 2 - p) * j
-        r = r + (f_eff - 1) * j
-        j = j * s
+        r, j, start = receptive_field_step(r, j, start, k, s, p, d)
         steps.append(RFStep(k, s, p, d, r, j, start))
     return steps
+
+
+def receptive_field_step(r: int, j: int, start: float, kernel: int, stride: int = 1, padding: int = 0,
+                         dilation: int = 1) -> tuple[int, int, float]:
+    """One sliding window (conv or pool) along one axis: (r, j, start) in -> out.
+
+    r_out = r + (F' - 1) j,  j_out = j S,  start_out = start + ((F' - 1)/2 - P) j.
+    """
+    f_eff = effective_kernel(kernel, dilation)
+    return r + (f_eff - 1) * j, j * stride, start + ((f_eff - 1) / 2 - padding) * j

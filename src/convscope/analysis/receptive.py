@@ -26,6 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+from convscope.geometry import receptive_field_step
+
 
 @dataclass(frozen=True)
 class Field:
@@ -41,13 +43,9 @@ class Field:
         """The field after a sliding window (convolution or pooling)."""
         if self.whole:
             return self
-        r, j, s = [], [], []
-        for ax in range(2):
-            k_eff = dilation[ax] * (kernel[ax] - 1) + 1
-            r.append(self.r[ax] + (k_eff - 1) * self.j[ax])
-            j.append(self.j[ax] * stride[ax])
-            s.append(self.s[ax] + ((k_eff - 1) / 2 - padding[ax]) * self.j[ax])
-        return Field(tuple(r), tuple(j), tuple(s))
+        r, j, s = zip(*(receptive_field_step(self.r[ax], self.j[ax], self.s[ax], kernel[ax], stride[ax],
+                                             padding[ax], dilation[ax]) for ax in range(2)))
+        return Field(r, j, s)
 
     def shift(self, top: int, left: int) -> "Field":
         """Explicit zero padding (F.pad): unit 0 now sits `top`/`left` pixels earlier."""
