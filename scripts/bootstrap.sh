@@ -43,8 +43,12 @@ case "$(uname -m)" in
   *) TORCH=(torch==2.14.1 torchvision==0.29.1) ;;
 esac
 echo "bootstrap: installing ${TORCH[*]} and convscope[dev] into $VENV (first run: a few minutes)"
-"$VENV/bin/pip" install -q --upgrade pip >/dev/null
-"$VENV/bin/pip" install -q "${TORCH[@]}"
-"$VENV/bin/pip" install -q -e ".[dev]"
+pip_install() {
+  # this machine's pip config lists local indexes that may not exist: drop those warnings
+  "$VENV/bin/pip" install -q "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+}
+pip_install --upgrade pip >/dev/null
+pip_install "${TORCH[@]}"
+pip_install -e ".[dev]"
 echo "$want" > "$STAMP"
 echo "bootstrap: done"
