@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from types import ModuleType
@@ -60,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"convscope {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except (ValueError, FileNotFoundError, KeyError) as exc:
-        # Library errors raised for bad input carry a message written for people.
+        # Library errors raised for bad input carry a message written for people;
+        # CONVSCOPE_DEBUG=1 shows the traceback instead.
+        if os.environ.get("CONVSCOPE_DEBUG"):
+            raise
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"convscope {args.command}: error: {msg}", file=sys.stderr)
         return 2
