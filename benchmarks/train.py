@@ -49,8 +49,10 @@ def _rt():
 
 
 def _with_test_as_val(ds):
-    """fit scores its val split each epoch: give it the test split to track test accuracy."""
-    return dataclasses.replace(ds, val=ds.test)
+    """The full training set (train + val: 60,000 for fashion-mnist), and the test split as
+    the val split that fit scores each epoch, to track test accuracy."""
+    full = Split(torch.cat([ds.train.images, ds.val.images]), torch.cat([ds.train.labels, ds.val.labels]))
+    return dataclasses.replace(ds, train=full, val=ds.test)
 
 
 # ---- 1. overhead ------------------------------------------------------------------------
@@ -182,7 +184,7 @@ def bench_fashion(quick: bool) -> dict:
     ds = get_dataset("fashion-mnist")
     target = 0.92
     ours = _recipe_curve(ds, "fashion-fast", target)
-    ref = _examples_recipe(ds, target, max_seconds=300 if quick else 1800)
+    ref = _examples_recipe(_with_test_as_val(ds), target, max_seconds=300 if quick else 1800)
     a, b = ours["seconds_to_target"], ref["seconds_to_target"]
     a90, b90 = ours["seconds_to_90"], ref["seconds_to_90"]
     return {"target_test_top1": target, "convscope_fashion_fast": ours, "pytorch_examples": ref,
@@ -195,7 +197,7 @@ def bench_fashion(quick: bool) -> dict:
 def bench_best(quick: bool) -> dict:
     ds = get_dataset("fashion-mnist")
     t0 = time.perf_counter()
-    res = _recipe_curve(ds, "fashion-best")
+    res = _recipe_curve(ds, "fashion-best", 0.935)  # seconds_to_target: first epoch at 93.5%
     return {"recipe": "fashion-best", "model": RECIPES["fashion-best"]["model"], **res,
             "wall_seconds": round(time.perf_counter() - t0, 1)}
 

@@ -115,3 +115,12 @@ def test_dropout_is_in_the_head_only():
     assert not torch.equal(a, b) and (a == 0).float().mean() > 0.3
     model.eval()
     torch.testing.assert_close(model(x), model(x))
+
+
+def test_head_pool_1_is_a_global_average():
+    model = create_model("convnet_wide", head_pool=1).eval()
+    assert model.num_features == 128
+    assert sum(p.numel() for p in model.parameters()) == expected_params("convnet_wide", 1, 10, head_pool=1)
+    x = torch.randn(2, 1, 28, 28)
+    feats = model.forward_features(x)
+    torch.testing.assert_close(model.forward_head(feats, pre_logits=True), feats.mean((2, 3)))

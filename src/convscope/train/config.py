@@ -57,18 +57,18 @@ RECIPES: dict[str, dict[str, Any]] = {
         "weight_decay": 5e-4, "schedule": "onecycle", "warmup": 0.2, "augment": "digits",
         "label_smoothing": 0.0,
     },
+    # fashion-*: convnet_small/_wide (models/small_cnn.py); lenet5 tops out at ~91.5% here
     "fashion-fast": {
-        "model": "lenet5", "data": "fashion-mnist",
-        "epochs": 8, "batch_size": 128, "lr": 0.1, "optimizer": "sgd", "nesterov": True,
-        "weight_decay": 5e-4, "schedule": "onecycle", "augment": "none",
+        "model": "convnet_small", "data": "fashion-mnist",
+        "epochs": 7, "batch_size": 128, "lr": 0.1, "optimizer": "sgd", "nesterov": True,
+        "weight_decay": 5e-4, "schedule": "onecycle", "augment": "none", "label_smoothing": 0.1,
     },
     "fashion-best": {
-        "model": "lenet5", "data": "fashion-mnist",
-        "epochs": 30, "batch_size": 128, "lr": 0.1, "optimizer": "sgd", "nesterov": True,
-        # flips and padded crops only: with erasing (p 0.2) and label smoothing 0.1 LeNet-5
-        # underfits and ends at 91.09% instead of 91.50% (docs/training.md)
-        "weight_decay": 5e-4, "schedule": "onecycle", "augment": "fashion", "erase_p": 0.0,
-        "label_smoothing": 0.0,
+        "model": "convnet_wide", "data": "fashion-mnist",
+        "epochs": 14, "batch_size": 256, "lr": 0.2, "optimizer": "sgd", "nesterov": True,
+        # no augmentation: with flips and padded crops this small network underfits in a
+        # 10-minute run (92.76% after 10 epochs, train loss above val loss; docs/training.md)
+        "weight_decay": 5e-4, "schedule": "onecycle", "augment": "none", "label_smoothing": 0.1,
     },
 }
 
