@@ -16,12 +16,12 @@ max pooling). For a 1x28x28 input and 10 classes (MACs = multiply-accumulates;
     convnet_small  [16, M, 32, M, 64]        33,658 params   1.93 M MACs (LeNet-5: 0.42 M)
     convnet_wide   [32, M, 64, M, 128, 128]  261,098 params  14.70 M MACs
 
-Why this shape for a CPU (measured here, 1 thread, batch 256, training
-images/s): the only full-resolution layer is narrow (16 or 32 channels), every
+Why this shape for a CPU: the only full-resolution layer is narrow (16 or 32 channels), every
 layer after a pooling works on a quarter of the pixels, and a 4x4 map keeps
 the garment's layout for the classifier (a global 1x1 average reached ~1 point
-less after 3-4 epochs). convnet_small trains at ~4,000 img/s, convnet_wide at
-~1,000; wider first stages cost more than they gained in time-to-accuracy.
+less after 3-4 epochs). Training speed here (quiet machine, SGD step, 1 / 2 threads):
+convnet_small 3,500 / 6,200 img/s (batch 128), convnet_wide 1,050 / 1,870 (batch 256);
+wider first stages cost more than they gained in time-to-accuracy.
 """
 from __future__ import annotations
 
@@ -68,8 +68,8 @@ class SmallCNN(Classifier):
         self.global_pool = nn.AdaptiveAvgPool2d(head_pool)   # (N, C, k, k) whatever H x W
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(self.num_features, num_classes)
-        # NHWC weights: the convolutions then run channels-last, 1.2-1.4x faster to train on
-        # this machine's CPU (measured, batch 128-256, 1 thread); the numbers are the same
+        # NHWC weights: the convolutions then run channels-last, 1.3x (1 thread) to 1.7x
+        # (2 threads) faster to train on this machine's CPU; the numbers are the same
         self.to(memory_format=torch.channels_last)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
