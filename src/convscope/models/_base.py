@@ -43,3 +43,35 @@ class Classifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.in_chans)
         return self.forward_head(self.forward_features(x))
+
+
+class ConvFCNet(Classifier):
+    """A conv stack `features`, then `avgpool` and the fc6-fc7-fc8 `classifier`
+    (AlexNet and VGG: ILSVRC 2012-2014). Subclasses build those three modules and
+    set `head_hidden_size` (fc7's width)."""
+
+    features: nn.Sequential
+    avgpool: nn.Module
+    classifier: nn.Sequential
+    head_hidden_size: int = 4096
+
+    def reference_key(self, our_key: str) -> str:
+        """`features.conv2_1.weight` -> `features.5.weight`: torchvision numbers the layers
+        of its Sequentials; ours carry the paper's names in the same order."""
+        container, name, rest = our_key.split(".", 2)
+        index = list(getattr(self, container)._modules).index(name)
+        return f"{container}.{index}.{rest}"
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)  # (N, C, 6, 6) for AlexNet, (N, 512, 7, 7) for VGG at the native size
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = torch.flatten(self.avgpool(x), 1)
+        for name, layer in self.classifier.named_children():
+            if name == "fc8" and pre_logits:
+                break
+            x = layer(x)
+        return x  # (N, 4096) with pre_logits, else (N, num_classes)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.classifier.fc8 = nn.Linear(self.head_hidden_size, num_classes)

@@ -39,11 +39,10 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import NamedTuple
 
-import torch
 from torch import nn
 
 from convscope.layers import LRN
-from convscope.models._base import Classifier
+from convscope.models._base import ConvFCNet
 from convscope.models._registry import register_model
 
 
@@ -85,14 +84,6 @@ cfgs: dict[str, list[ConvSpec]] = {
 }
 
 
-def positional_reference_key(model: nn.Module, key: str) -> str:
-    """`features.conv2.weight` -> `features.3.weight`: torchvision numbers the
-    layers of its Sequentials; ours carry the paper's names in the same order."""
-    container, name, rest = key.split(".", 2)
-    index = list(getattr(model, container)._modules).index(name)
-    return f"{container}.{index}.{rest}"
-
-
 def _features(specs: list[ConvSpec], in_chans: int, *, ceil_mode: bool, small_input: bool) -> nn.Sequential:
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     ch = in_chans
@@ -121,7 +112,7 @@ def _classifier(in_features: int, num_classes: int, dropout: float) -> nn.Sequen
     ]))
 
 
-class AlexNet(Classifier):
+class AlexNet(ConvFCNet):
     """Five convolutions and three fully connected layers; `specs` picks the variant."""
 
     def __init__(self, specs: list[ConvSpec], *, num_classes: int = 1000, in_chans: int = 3,
@@ -148,23 +139,6 @@ class AlexNet(Classifier):
                 nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
                 nn.init.zeros_(m.bias)
         nn.init.normal_(self.classifier.fc8.weight, 0, 0.01)
-
-    def reference_key(self, our_key: str) -> str:
-        return positional_reference_key(self, our_key)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)  # (N, C5, 6, 6) at the native size
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = torch.flatten(self.avgpool(x), 1)  # (N, C5 * 36)
-        for name, layer in self.classifier.named_children():
-            if name == "fc8" and pre_logits:
-                break
-            x = layer(x)
-        return x  # (N, 4096) with pre_logits, else (N, num_classes)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.classifier.fc8 = nn.Linear(self.head_hidden_size, num_classes)
 
 
 @register_model

@@ -29,9 +29,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from convscope.models._base import Classifier
 from convscope.models._registry import register_model
-from convscope.models.inception_v4 import avg_pool_branch, conv_bn, rename_prefix
+from convscope.models.inception_v4 import InceptionHead, avg_pool_branch, conv_bn
 
 
 # --------------------------------------------------------------------------- stem
@@ -176,7 +175,7 @@ class Mixed7a(nn.Module):
 
 # --------------------------------------------------------------------------- the network
 
-class InceptionResNetV2(Classifier):
+class InceptionResNetV2(InceptionHead):
     """Inception-ResNet-v2 as released (Figure 15's schema with TF-slim's counts and widths)."""
 
     # our module path -> timm's (the stem's children keep timm's names, one level up)
@@ -205,24 +204,12 @@ class InceptionResNetV2(Classifier):
         self._reference_names = dict(self._REFERENCE_NAMES)
         self._reference_names.update({f"stem.{name}": name for name, _ in self.stem.named_children()})
 
-    def reference_key(self, our_key: str) -> str:
-        """Our state-dict key -> timm's (`inception_resnet_a.3.conv2d.weight` -> `repeat.3.conv2d.weight`)."""
-        return rename_prefix(our_key, self._reference_names)
-
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
         x = self.reduction_a(self.inception_resnet_a(x))
         x = self.reduction_b(self.inception_resnet_b(x))
         x = self.block8(self.inception_resnet_c(x))
         return self.conv2d_7b(x)  # (N, 1536, 8, 8)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.head_drop(torch.flatten(self.global_pool(x), 1))  # (N, 1536)
-        return x if pre_logits else self.last_linear(x)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        old = self.last_linear.weight
-        self.last_linear = nn.Linear(self.num_features, num_classes, device=old.device, dtype=old.dtype)
 
 
 @register_model

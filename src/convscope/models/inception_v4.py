@@ -235,7 +235,28 @@ class InceptionC(nn.Module):
 
 # --------------------------------------------------------------------------- the network (Figure 9)
 
-class InceptionV4(Classifier):
+class InceptionHead(Classifier):
+    """What Inception-v4 and Inception-ResNet-v2 share after the body: global average
+    pooling, dropout (keep 0.8) and `last_linear`, and timm's key names via
+    `self._reference_names` (set by the subclass)."""
+
+    num_features: int = 1536
+    _reference_names: dict[str, str]
+
+    def reference_key(self, our_key: str) -> str:
+        """Our state-dict key -> timm's (`inception_a.0.branch0...` -> `features.6.branch0...`)."""
+        return rename_prefix(our_key, self._reference_names)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.head_drop(torch.flatten(self.global_pool(x), 1))  # (N, 1536)
+        return x if pre_logits else self.last_linear(x)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        old = self.last_linear.weight
+        self.last_linear = nn.Linear(self.num_features, num_classes, device=old.device, dtype=old.dtype)
+
+
+class InceptionV4(InceptionHead):
     """Inception-v4 (Figure 9): stem, 4 x A, Reduction-A, 7 x B, Reduction-B, 3 x C, pool, dropout, linear."""
 
     def __init__(self, num_classes: int = 1000, in_chans: int = 3, *, small_input: bool = False,
@@ -261,23 +282,11 @@ class InceptionV4(Classifier):
             body += [f"{stage}.{i}" for i in range(len(module))] if isinstance(module, nn.Sequential) else [stage]
         self._reference_names = {ours: f"features.{i}" for i, ours in enumerate(body)}
 
-    def reference_key(self, our_key: str) -> str:
-        """Our state-dict key -> timm's (`inception_a.0.branch0...` -> `features.6.branch0...`)."""
-        return rename_prefix(our_key, self._reference_names)
-
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
         x = self.reduction_a(self.inception_a(x))
         x = self.reduction_b(self.inception_b(x))
         return self.inception_c(x)  # (N, 1536, 8, 8)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.head_drop(torch.flatten(self.global_pool(x), 1))  # (N, 1536)
-        return x if pre_logits else self.last_linear(x)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        old = self.last_linear.weight
-        self.last_linear = nn.Linear(self.num_features, num_classes, device=old.device, dtype=old.dtype)
 
 
 @register_model

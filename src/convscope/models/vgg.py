@@ -22,10 +22,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-import torch
 from torch import nn
 
-from convscope.models._base import Classifier
+from convscope.models._base import ConvFCNet
 from convscope.models._registry import register_model
 
 cfgs: dict[str, list[int | str]] = {
@@ -55,7 +54,7 @@ def make_layers(cfg: list[int | str], in_chans: int, *, batch_norm: bool, small_
     return nn.Sequential(layers)
 
 
-class VGG(Classifier):
+class VGG(ConvFCNet):
     def __init__(self, cfg: list[int | str], *, num_classes: int = 1000, in_chans: int = 3,
                  batch_norm: bool = False, dropout: float = 0.5, small_input: bool = False) -> None:
         super().__init__()
@@ -87,26 +86,6 @@ class VGG(Classifier):
             elif isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, 0, 0.01)
                 nn.init.zeros_(m.bias)
-
-    def reference_key(self, our_key: str) -> str:
-        """`features.conv2_1.weight` -> `features.5.weight` (torchvision counts positions)."""
-        container, name, rest = our_key.split(".", 2)
-        index = list(getattr(self, container)._modules).index(name)
-        return f"{container}.{index}.{rest}"
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)  # (N, 512, 7, 7) at 224x224
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = torch.flatten(self.avgpool(x), 1)  # (N, 25088), or (N, 512) with small_input
-        for name, layer in self.classifier.named_children():
-            if name == "fc8" and pre_logits:
-                break
-            x = layer(x)
-        return x  # (N, 4096) with pre_logits, else (N, num_classes)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.classifier.fc8 = nn.Linear(self.head_hidden_size, num_classes)
 
 
 def _vgg(variant: str, batch_norm: bool, num_classes: int, in_chans: int, small_input: bool, **kwargs) -> VGG:
