@@ -16,24 +16,6 @@ from convscope.models.nasnet import (  # noqa: E402
 NASNET_A_LARGE_PARAMS = 88_753_150  # timm nasnetalarge, 1000 classes
 
 
-def calibrate_batch_norm(model: nn.Module, images: torch.Tensor) -> None:
-    """BN statistics from real activations and a random affine, so the output depends on the
-    input (with fresh statistics the signal of a random deep network fades to nothing)."""
-    g = torch.Generator().manual_seed(1)
-    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average: one batch sets the statistics
-        m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-        m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-    model.train()
-    with torch.no_grad():
-        model(images)
-    for m in bns:
-        m.momentum = 0.1
-    model.eval()
-
-
 def count_macs(model: nn.Module, size: int) -> int:
     counter = FlopCounterMode(display=False)
     with counter:
@@ -41,7 +23,7 @@ def count_macs(model: nn.Module, size: int) -> int:
     return counter.get_total_flops() // 2  # FLOPs = 2 x multiply-adds
 
 
-def test_nasnet_a_large_imports_timm_weights_and_outputs_match():
+def test_nasnet_a_large_imports_timm_weights_and_outputs_match(calibrate_batch_norm):
     ref = timm.create_model("nasnetalarge", pretrained=False)
     calibrate_batch_norm(ref, torch.randn(2, 3, 96, 96))
     ours = import_weights(create_model("nasnet_a_large"), ref).eval()
