@@ -198,7 +198,7 @@ def test_set_aside_restore_and_discard(run):
     rd.write_config(_config())            # a new run starts writing...
     rd.restore(aside)                      # ...and fails before its first checkpoint
     assert rd.weights_path.read_bytes() == before and rd.read_history() == [{"epoch": 1}]
-    assert rd.leftover_asides() == []
+    assert not list(rd.path.glob(".previous-*"))
     aside = rd.set_aside()
     discard(aside)
     assert not aside.exists() and not rd.exists()

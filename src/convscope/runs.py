@@ -143,7 +143,10 @@ class RunDir:
         return config
 
     def write_config(self, config: dict[str, Any]) -> None:
-        model_spec(config, self.config_path)
+        """config.json, atomically. (`fit` on a module of its own writes one without a model spec:
+        such a run holds weights and history, but `load` cannot rebuild it.)"""
+        if not isinstance(config, dict):
+            raise TypeError(f"a run config is a dict, got {type(config).__name__}")
         atomic_write_json(self.config_path, config)
 
     def model_spec(self) -> tuple[str, dict[str, Any]]:
@@ -186,7 +189,8 @@ class RunDir:
         self.write_config(config)
         return self.path
 
-    def _weights(self, device: str) -> dict[str, Any]:
+    def read_weights(self, device: Any = "cpu") -> dict[str, Any]:
+        """The safetensors state dict, checked to be a whole file (RunError naming it otherwise)."""
         from safetensors.torch import load_file
 
         path = self.weights_path
@@ -221,7 +225,7 @@ class RunDir:
         """Rebuild the model from config.json, load its safetensors weights; (model, config), eval mode."""
         config = self.read_config()
         model = self.build(config)
-        state = self._weights(str(device))
+        state = self.read_weights(device)
         try:
             missing, unexpected = model.load_state_dict(state, strict=False)
         except RuntimeError as exc:  # a tensor of another shape: e.g. num_classes disagrees
@@ -300,6 +304,32 @@ class RunDir:
             if _lock_pid(self.lock_path) == os.getpid():
                 self.lock_path.unlink(missing_ok=True)
 
+    @contextlib.contextmanager
+    def writing(self, *, replace: bool = False) -> Iterator[Callable[[], None]]:
+        """Hold the lock while a run is written here; with `replace` (--overwrite) the old run
+        is set aside first and yields `checkpointed()`, to call once the new run has its first
+        checkpoint: that deletes the old run. If the block ends before a checkpoint
+        (an error, Ctrl-C), the old run is put back as it was.
+        """
+        with self.lock():
+            aside = self.set_aside() if replace else None
+            done = aside is None
+
+            def checkpointed() -> None:
+                nonlocal done
+                if not done:
+                    discard(aside)
+                    done = True
+
+            try:
+                yield checkpointed
+            finally:
+                if not done:
+                    if self.state_path.is_file() or self.weights_path.is_file():
+                        discard(aside)  # the new run got as far as a checkpoint after all
+                    else:
+                        self.restore(aside)
+
     def set_aside(self) -> Path | None:
         """--overwrite: move the old run's files into RUN/.previous-<time>; returns that folder."""
         present = [n for n in RUN_FILES if (self.path / n).exists()]
@@ -324,9 +354,6 @@ class RunDir:
         for item in aside.iterdir():
             os.replace(item, self.path / item.name)
         aside.rmdir()
-
-    def leftover_asides(self) -> list[Path]:
-        return sorted(p for p in self.path.glob(f"{PREVIOUS}*") if p.is_dir()) if self.path.is_dir() else []
 
 
 def discard(aside: Path | None) -> None:
