@@ -244,7 +244,7 @@ class RunDir:
             return
         if not isinstance(classes, list):
             raise RunError(f'{self.config_path}: "classes" must be a list of names, got {type(classes).__name__}')
-        outputs = output_count(self.build(config, device="meta"), config.get("input_size"), copy=False)
+        outputs = output_count(model, config.get("input_size"))
         if outputs is not None and outputs != len(classes):
             raise RunError(f"{self.config_path} names {len(classes)} classes but the model has {outputs} "
                            f'outputs; fix "classes" in {CONFIG} (one name per output)')
@@ -379,26 +379,29 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def output_count(model: Any, input_size: Any = None, *, copy: bool = True) -> int | None:
-    """How many scores the model gives per image: one forward on the meta device (no compute).
-
-    The model is copied first unless `copy=False` (then it is moved to meta itself).
-    """
-    import copy as copying
+def output_count(model: Any, input_size: Any = None) -> int | None:
+    """How many scores the model gives per image: one forward on the meta device (no compute,
+    nothing copied: its parameters and buffers are swapped for meta tensors of their shapes)."""
+    import itertools
 
     import torch
 
     size = input_size or getattr(model, "default_input_size", None)
     if not size:
         return None
+    tensors = {k: torch.empty_like(v, device="meta")
+               for k, v in itertools.chain(model.named_parameters(), model.named_buffers())}
+    was = model.training
+    model.eval()
     try:
-        meta = (copying.deepcopy(model) if copy else model).to("meta")
         with torch.no_grad():
-            out = meta.eval()(torch.empty(1, *[int(v) for v in size], device="meta"))
+            out = torch.func.functional_call(model, tensors, (torch.empty(1, *[int(v) for v in size], device="meta"),))
     except Exception:  # a model that cannot run on meta: the caller's own forward will tell
         return None
+    finally:
+        model.train(was)
     out = out[0] if isinstance(out, (tuple, list)) else out
-    return int(out.shape[-1]) if out.dim() == 2 else None
+    return int(out.shape[-1]) if isinstance(out, torch.Tensor) and out.dim() == 2 else None
 
 
 def load(run_dir: str | Path, *, device: Any = "cpu") -> tuple[Any, dict[str, Any]]:
