@@ -251,7 +251,8 @@ class RunDir:
 
     # ---- writing a run --------------------------------------------------------------------
     def check_out(self, *, resume: bool, overwrite: bool) -> None:
-        """Read-only checks before a run is written here (train --out, finetune --out)."""
+        """Checks before a run is written here (train --out, finetune --out); first `recover()`."""
+        self.recover()
         out = self.path
         if resume:
             if not self.exists():
@@ -330,6 +331,20 @@ class RunDir:
                     else:
                         self.restore(aside)
 
+    def recover(self) -> None:
+        """Finish what a killed --overwrite left: its set-aside old run (RUN/.previous-<time>-<pid>,
+        pid no longer alive) is put back when the new run never got to a checkpoint, else deleted."""
+        if not self.path.is_dir():
+            return
+        for aside in sorted(self.path.glob(f"{PREVIOUS}*")):
+            pid = _aside_pid(aside)
+            if not aside.is_dir() or (pid is not None and _alive(pid)):
+                continue
+            if self.state_path.is_file() or self.weights_path.is_file():
+                discard(aside)
+            else:
+                self.restore(aside)
+
     def set_aside(self) -> Path | None:
         """--overwrite: move the old run's files into RUN/.previous-<time>; returns that folder."""
         present = [n for n in RUN_FILES if (self.path / n).exists()]
@@ -360,6 +375,13 @@ def discard(aside: Path | None) -> None:
     """Delete a set-aside run once the new run has written its first checkpoint."""
     if aside is not None and aside.is_dir():
         shutil.rmtree(aside, ignore_errors=True)
+
+
+def _aside_pid(aside: Path) -> int | None:
+    try:
+        return int(aside.name.rsplit("-", 1)[1])
+    except (IndexError, ValueError):
+        return None
 
 
 def _lock_pid(path: Path) -> int | None:
