@@ -33,6 +33,20 @@ def test_diverging_overwrite_leaves_the_finished_run_intact(finished):
     assert _files(finished) == before
 
 
+def test_diverging_finetune_overwrite_leaves_the_run_intact(tmp_path, finished):
+    from convscope.transfer import finetune
+
+    target = train(out=tmp_path / "target", **FAST)
+    before = _files(target)
+    with pytest.raises(TrainingDiverged):
+        finetune(finished, "synthetic", target, overwrite=True, epochs=1, lr=1e30, batch_size=64, progress=False)
+    assert _files(target) == before
+    finetune(finished, "synthetic", target, overwrite=True, epochs=1, batch_size=64, progress=False)
+    rows = RunDir(target).read_history()
+    assert [(r["epoch"], r["phase"]) for r in rows] == [(1, "head"), (2, "all")]
+    assert not (target / "phase1-head").exists() and not list(target.glob(".previous-*"))
+
+
 def test_successful_overwrite_replaces_the_run_and_deletes_the_old(finished):
     old = load_file(str(finished / "model.safetensors"))
     train(out=finished, overwrite=True, seed=1, **FAST)

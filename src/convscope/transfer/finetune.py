@@ -220,16 +220,18 @@ def fit_plan(plan: Plan, dataset: Any, out: str | Path, *, epochs: int = 3, free
         kw["run_config"] = dict(base, finetune=dict(info, phases=[{"trained": plan.names(unfrozen), "epochs": epochs}]))
         return _phase(plan, dataset, out, unfrozen, epochs=epochs, lr=lr, body_lr_mult=body_lr_mult,
                       on_checkpoint=on_checkpoint, **kw)
-    # phase 1 checkpoints into a folder of its own: a crash in it leaves `out` without a run
-    first = _phase(plan, dataset, out / PHASE1, list(new), epochs=freeze_epochs, lr=lr, body_lr_mult=1.0,
-                   phase="head", **kw)
-    phases = [{"trained": ["head", *plan.names(new)], "epochs": freeze_epochs, "lr": lr, "history": first["history"]},
-              {"trained": plan.names(unfrozen), "epochs": epochs, "lr": lr / 2}]
-    kw["run_config"] = dict(base, finetune=dict(info, phases=phases))
-    second = _phase(plan, dataset, out, unfrozen, epochs=epochs, lr=lr / 2, body_lr_mult=body_lr_mult,
-                    history=first["history"], phase="all", on_checkpoint=on_checkpoint,
-                    title=f"{out.name} (fine-tune: head, then all)", **kw)
-    shutil.rmtree(out / PHASE1, ignore_errors=True)
+    try:  # phase 1 checkpoints into a folder of its own: a crash in it leaves `out` without a run
+        first = _phase(plan, dataset, out / PHASE1, list(new), epochs=freeze_epochs, lr=lr, body_lr_mult=1.0,
+                       phase="head", **kw)
+        phases = [{"trained": ["head", *plan.names(new)], "epochs": freeze_epochs, "lr": lr,
+                   "history": first["history"]},
+                  {"trained": plan.names(unfrozen), "epochs": epochs, "lr": lr / 2}]
+        kw["run_config"] = dict(base, finetune=dict(info, phases=phases))
+        second = _phase(plan, dataset, out, unfrozen, epochs=epochs, lr=lr / 2, body_lr_mult=body_lr_mult,
+                        history=first["history"], phase="all", on_checkpoint=on_checkpoint,
+                        title=f"{out.name} (fine-tune: head, then all)", **kw)
+    finally:
+        shutil.rmtree(out / PHASE1, ignore_errors=True)
     return dict(second, epochs=len(second["history"]))
 
 
