@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -185,6 +186,14 @@ def test_stale_lock_of_a_dead_pid_is_taken_over(tmp_path):
     rd.lock_path.write_text(f"{_dead_pid()}\n")
     with rd.lock():
         assert rd.lock_path.read_text().strip() == str(os.getpid())
+    rd.lock_path.write_text("")  # a lock just created, its pid not yet written: held
+    with pytest.raises(RunError, match="being written by another process"):
+        with rd.lock():
+            pass
+    old = time.time() - 60
+    os.utime(rd.lock_path, (old, old))  # an empty lock a minute old: a writer that died at once
+    with rd.lock():
+        pass
 
 
 def test_set_aside_restore_and_discard(run):

@@ -288,6 +288,9 @@ class RunDir:
                 fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 pid = _lock_pid(self.lock_path)
+                if pid is None and _age(self.lock_path) < 10:  # just created, its pid not written yet
+                    raise RunError(f"{self.path} is being written by another process ({self.lock_path} "
+                                   f"is new); wait for it to finish, or choose another --out") from None
                 if pid is not None and _alive(pid):
                     raise RunError(f"{self.path} is being written by another process (pid {pid}, "
                                    f"{self.lock_path}); wait for it to finish, stop it, or choose another "
@@ -389,6 +392,13 @@ def _lock_pid(path: Path) -> int | None:
         return int(path.read_text().strip() or "x")
     except (OSError, ValueError):
         return None
+
+
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return float("inf")
 
 
 def _alive(pid: int) -> bool:
