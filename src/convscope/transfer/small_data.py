@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import torch
 
-from convscope.train.api import run_config_for
+from convscope.train.api import build_model, full_kwargs, run_config_for
 from convscope.transfer.finetune import fit_plan, prepare, with_source_normalization
 from convscope.transfer.grid import Grid
 from convscope.transfer.sources import Source, load_source
@@ -38,12 +38,9 @@ def test_top1(model: torch.nn.Module, dataset: Any) -> float:
 def train_scratch(name: str, kwargs: dict, dataset: Any, out: Path, *, epochs: int, lr: float, seed: int,
                   batch_size: int, runtime: Any = None, **cfg: Any) -> torch.nn.Module:
     """A new `name` model trained on `dataset` with fit (one-cycle at `lr`); returns the model."""
-    from convscope.models import create_model
     from convscope.train import fit, make_config
 
-    torch.manual_seed(seed)
-    model = create_model(name, num_classes=len(dataset.classes), in_chans=int(dataset.train.images.shape[1]),
-                         **kwargs)
+    model, _ = build_model(name, full_kwargs(kwargs, dataset), seed)
     config = make_config(None, epochs=epochs, lr=lr, seed=seed, batch_size=batch_size, **cfg)
     fit(model, dataset, config, out, run_config=run_config_for(name, kwargs, dataset), progress=False,
         runtime=runtime)

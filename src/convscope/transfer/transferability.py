@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from convscope.runs import RunDir
-from convscope.train.api import run_config_for
+from convscope.train.api import full_kwargs, run_config_for
 from convscope.transfer.finetune import fit_plan, prepare
 from convscope.transfer.grid import Grid
 from convscope.transfer.small_data import test_top1, train_scratch
@@ -67,8 +67,7 @@ def _layers(model: str, kwargs: dict, dataset: Any) -> list[str]:
     from convscope.models import create_model
     from convscope.transfer.stages import stages
 
-    net = create_model(model, num_classes=len(dataset.classes), in_chans=int(dataset.train.images.shape[1]),
-                       **kwargs)
+    net = create_model(model, **full_kwargs(kwargs, dataset))
     return [s.name for s in stages(net)]
 
 
