@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write(args: argparse.Namespace, result, res: dict, info: dict) -> Path:
-    from convscope.train.checkpoint import atomic_write_json
+    from convscope.runs import atomic_write_json
     from convscope.train.lr_find import plot_lr_find
 
     if res["steps"] < 50:

@@ -237,7 +237,7 @@ def range_test(*, model: str | None = None, data: Any = None, run: str | Path | 
 
 
 def _from_run(run: str | Path, data: Any) -> tuple[nn.Module, str, Any]:
-    from convscope.train.checkpoint import load
+    from convscope.runs import RunDir
 
-    net, config = load(run)
+    net, config = RunDir(run).load()
     return net, config["model"]["name"], data if data is not None else config["dataset"]

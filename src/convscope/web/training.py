@@ -218,14 +218,16 @@ class Trainer:
         kind = (last or {}).get("type")
         if kind == "done":
             # open the run first: "done" is said once the explorer answers with the new weights
+            message = f"finished: {self.run}"
             if self.on_done is not None:
                 try:
                     self.on_done(self.run)
                     self._add({"type": "opened", "run": self.run})
+                    message += " is open in the explorer: draw a digit"
                 except Exception as exc:  # the training is fine; only the explorer could not load it
                     self._add({"type": "error", "message": f"trained, but the explorer could not open "
                                                            f"{self.run}: {exc}"})
-            self._set("done", f"finished: {self.run}")
+            self._set("done", message)
         elif kind == "stopped":
             self._set("stopped", last.get("message", "stopped"))
         else:

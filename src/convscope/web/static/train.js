@@ -192,7 +192,7 @@
 
   async function control(action, body) {
     $("tr-error").textContent = "";
-    const res = await api(action, body);
+    const res = await api(action, body || {});
     if (!res.ok) {
       $("tr-error").textContent = res.json.detail || `${action} failed (${res.status})`;
       return;
