@@ -38,6 +38,23 @@ def _loss(text: str) -> float | None:
     return float(m.group(1)) if m else None
 
 
+def test_a_missing_dataset_is_a_clear_message_on_the_page(browser_context, train_server):
+    url, app, root = train_server
+    page = browser_context.new_page()
+    page.goto(url)
+    page.wait_for_selector('body[data-ready="1"]', timeout=15000)
+    page.get_by_test_id("train-tab").click()
+    page.get_by_test_id("train-data").select_option("cifar10")  # no offline copy of CIFAR-10 here
+    page.get_by_test_id("train-start").click()
+    expect(page.get_by_test_id("train-error")).to_contain_text("cifar", timeout=15000)
+    page.get_by_test_id("train-folder").fill(str(root / "no-such-folder"))
+    page.get_by_test_id("train-start").click()
+    expect(page.get_by_test_id("train-error")).to_contain_text("no-such-folder", timeout=15000)
+    assert not (root / "runs").exists()
+    assert app.state.trainer.state == "idle"
+    page.close()
+
+
 def _draw_line(page) -> None:
     canvas = page.get_by_test_id("draw-canvas")
     box = canvas.bounding_box()

@@ -27,6 +27,8 @@
     <div class="controls">
       <label>model <select data-testid="train-model" id="tr-model"></select></label>
       <label>data <select data-testid="train-data" id="tr-data"></select></label>
+      <label>or folder: <input type="text" data-testid="train-folder" id="tr-folder" placeholder="PATH, one subfolder per class" size="22"></label>
+      <label>recipe <select data-testid="train-recipe" id="tr-recipe"><option value="">none</option></select></label>
       <label>epochs <input type="number" data-testid="train-epochs" id="tr-epochs" min="1" max="500" value="1"></label>
       <label>peak lr <input type="number" data-testid="train-lr" id="tr-lr" min="0" step="any" placeholder="default"></label>
       <label>pace <select data-testid="train-pace" id="tr-pace">
@@ -205,11 +207,14 @@
     const opts = (await api("options")).json;
     for (const m of opts.models) $("tr-model").append(el("option", { value: m.value, text: m.label }));
     for (const d of opts.datasets) $("tr-data").append(el("option", { value: d, text: d }));
+    for (const r of opts.recipes) $("tr-recipe").append(el("option", { value: r, text: r }));
     section.dataset.state = opts.status.state;
     $("tr-start").addEventListener("click", () => {
       S.stepLoss = []; S.probes = []; S.epochs = [];
-      const body = { model: $("tr-model").value, data: $("tr-data").value, epochs: Number($("tr-epochs").value),
-        pace_ms: Number($("tr-pace").value) };
+      const folder = $("tr-folder").value.trim();
+      const body = { model: $("tr-model").value, data: folder ? "folder:" + folder : $("tr-data").value,
+        epochs: Number($("tr-epochs").value), pace_ms: Number($("tr-pace").value) };
+      if ($("tr-recipe").value) body.recipe = $("tr-recipe").value;
       if ($("tr-lr").value) body.lr = Number($("tr-lr").value);
       listen();
       control("start", body);
