@@ -1,4 +1,4 @@
-// The drawing, the round trip to /api/predict, the guesses and the bars.
+// The drawing, the round trip to the network (through engine.js), the guesses and the bars.
 "use strict";
 
 (function () {

@@ -49,7 +49,7 @@ CS.paintScale = function (canvas) {
   CS.paint(canvas, q, 256, 1);
 };
 
-// A layer of /api/predict or /api/layer -> {q: Uint8Array, value(channel, i): float, has(channel)}.
+// A layer of a prediction or of engine.layer() -> {q: Uint8Array, value(channel, i): float, has(channel)}.
 // A layer may carry only some of its maps ("maps" lists which, in the order sent).
 CS.decodeLayer = function (layer) {
   const bin = atob(layer.data);

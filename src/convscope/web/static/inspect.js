@@ -129,7 +129,7 @@
     panel().replaceChildren(out);
     if (l.kind !== "fc") { out.append(CS.el("p", { text: `${l.kind} of ${l.inputs.join(", ")}.` })); return addUnpin(out); }
     const w = await CS.engine.weights(l.name, i);
-    const src = await CS.net.fetch(l.inputs[0], { all: true });
+    const src = await CS.net.load(l.inputs[0], { all: true });
     const xs = w.weight.map((_, j) => {
       const prev = CS.net.byName[l.inputs[0]];
       const per = prev.shape.length === 3 ? prev.shape[1] * prev.shape[2] : prev.shape[0];
@@ -251,7 +251,7 @@
     out.append(CS.el("div", { class: "side" }, miniInput(CS.net.window(l, y, x)),
       CS.el("span", { class: "hint", text: "its window on the input" })));
     // every map the unit reads, in full
-    for (const name of l.inputs) await CS.net.fetch(name, { all: true });
+    for (const name of l.inputs) await CS.net.load(name, { all: true });
     let r;
     if (l.kind === "conv") r = explainConv(l, m, y, x, out, await kernelOf(l, m));
     else if (l.kind === "maxpool" || l.kind === "avgpool") r = explainPool(l, m, y, x, out);

@@ -74,7 +74,7 @@
     if (d.layer.maps.length < total) {
       const more = CS.el("button", { type: "button", class: "more", "data-testid": `more-${l.name}`,
         text: `${d.layer.maps.length} of ${total} maps (strongest first) · show ${Math.min(MAX_MAPS, total - d.layer.maps.length)} more` });
-      more.addEventListener("click", () => net.fetch(l.name, { limit: d.layer.maps.length + MAX_MAPS }));
+      more.addEventListener("click", () => net.load(l.name, { limit: d.layer.maps.length + MAX_MAPS }));
       view.body.append(more);
     }
   }
@@ -214,8 +214,8 @@
   function onScreen(el) { const r = el.getBoundingClientRect(); return r.bottom > -300 && r.top < window.innerHeight + 300; }
 
   const pending = {};
-  net.ensure = function (name) { if (net.response && !net.acts[name] && !pending[name]) return net.fetch(name); return Promise.resolve(net.acts[name]); };
-  net.fetch = async function (name, { limit = null, all = false } = {}) {
+  net.ensure = function (name) { if (net.response && !net.acts[name] && !pending[name]) return net.load(name); return Promise.resolve(net.acts[name]); };
+  net.load = async function (name, { limit = null, all = false } = {}) {
     const l = net.byName[name];
     if (!net.response) return null;
     const total = l.shape.length === 3 ? l.shape[0] : 1;
