@@ -94,7 +94,11 @@
       if (out) cell.textContent = label;
       cell.addEventListener("pointerenter", () => { if (!net.pinned) CS.inspect.fc(l, i); });
       cell.addEventListener("focus", () => { if (!net.pinned) CS.inspect.fc(l, i); });
-      const click = () => { net.pinned = [l, "fc", i]; CS.inspect.explainFc(l, i); };
+      const click = () => {
+        if (!net.response) { CS.inspect.nothingYet(); return; }
+        net.pinned = [l, "fc", i];
+        CS.inspect.explainFc(l, i);
+      };
       cell.addEventListener("click", click);
       cell.addEventListener("keydown", (ev) => { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); click(); } });
       grid.append(cell);
@@ -273,12 +277,19 @@
     const at = { y: 0, x: 0 };
     const hover = (y, x) => {
       at.y = y; at.x = x;
+      if (net.pinned) return;  // the panel and the box stay on the pinned unit until "unpin"
       highlight(net.window(l, y, x));
-      if (!net.pinned) CS.inspect.hover(l, m, y, x);
+      CS.inspect.hover(l, m, y, x);
     };
-    const pin = (y, x) => { net.pinned = [l, m, y, x]; highlight(net.window(l, y, x)); CS.inspect.explain(l, m, y, x); };
+    const pin = (y, x) => {
+      if (!net.response) { CS.inspect.nothingYet(); return; }  // nothing computed yet: nothing to pin
+      net.pinned = [l, m, y, x];
+      highlight(net.window(l, y, x));
+      CS.inspect.explain(l, m, y, x);
+    };
     canvas.addEventListener("pointermove", (ev) => hover(...unitAt(canvas, ev)));
     canvas.addEventListener("pointerleave", () => { if (!net.pinned) highlight(null); });
+    canvas.addEventListener("blur", () => { if (!net.pinned) highlight(null); });
     canvas.addEventListener("click", (ev) => pin(...unitAt(canvas, ev)));
     canvas.addEventListener("focus", () => hover(at.y, at.x));
     canvas.addEventListener("keydown", (ev) => {
