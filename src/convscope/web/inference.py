@@ -214,7 +214,7 @@ class Explorer:
                     "mean": float(mod.running_mean[unit]), "var": float(mod.running_var[unit]), "eps": float(mod.eps),
                     "scale": float(scale[unit]), "shift": float(mod.bias[unit] - mod.running_mean[unit] * scale[unit])}
         w = mod.weight[unit].detach().double()
-        b = float(mod.bias[unit]) if mod.bias is not None else 0.0
+        b = float(mod.bias[unit].detach()) if mod.bias is not None else 0.0
         return {"name": name, "unit": unit, "kind": layer["kind"], "shape": list(w.shape), "weight": w.tolist(),
                 "bias": b, "groups": layer.get("groups")}
 
@@ -263,7 +263,7 @@ class Explorer:
             "input": (shown[0] if c == 1 else shown).round(4).tolist() if c * h * w <= 3 * 64 * 64 else None,
             "raw": raw.round(4).tolist() if raw is not None else None,
             "network_min": lo if lo <= hi else 0.0, "network_max": hi if lo <= hi else 0.0,
-            "layers": layers, "warnings": self.warnings(shown, probs, order),
+            "layers": layers, "warnings": self.warnings(shown, probs, order, raw=raw),
         }
         return out
 
@@ -272,17 +272,19 @@ class Explorer:
         x = self.prepare(image, preprocess=preprocess)
         raw = None
         if self.config["preprocessing"].get("kind") == "digits" and self.input_size[0] == 1:
-            raw = self.predictor.shown(self.prepare(image, preprocess=False))[0] if preprocess else None
+            raw = self.predictor.shown(self.prepare(image, preprocess=False))[0] if preprocess \
+                else self.predictor.shown(x)[0]
         out = self.compute(x, raw=raw)
-        if out["raw"] is None and raw is None and self.config["preprocessing"].get("kind") == "digits":
-            out["raw"] = out["input"]
         return out
 
     def predict_json(self, image: Any, *, preprocess: bool = True) -> str:
         return json.dumps(self.predict(image, preprocess=preprocess), separators=(",", ":"))
 
-    def warnings(self, shown: np.ndarray, probs: list[float], order: list[int]) -> list[str]:
-        """Reasons not to trust this answer (empty when none is seen)."""
+    def warnings(self, shown: np.ndarray, probs: list[float], order: list[int], *,
+                 raw: np.ndarray | None = None) -> list[str]:
+        """Reasons not to trust this answer (empty when none is seen): random weights, a blank,
+        a dot or a flat stroke (seen in the raw drawing, before centring blows it up), a
+        scribble covering the field, two guesses close together."""
         out = []
         p1 = probs[order[0]]
         p2 = probs[order[1]] if len(order) > 1 else 0.0
@@ -296,12 +298,30 @@ class Explorer:
             elif ink < 0.04:
                 out.append(f"very little ink ({ink:.0%} of the pixels; MNIST digits cover 10-25%): "
                            "a dot or a thin stroke is not a digit, whatever the network says")
+            elif raw is not None and self._tiny_or_flat(raw):
+                out.append(self._tiny_or_flat(raw))
             elif ink > 0.45:
                 out.append(f"a lot of ink ({ink:.0%} of the pixels; MNIST digits cover 10-25%): "
                            "this does not look like one digit")
         if len(order) > 1 and p1 - p2 < 0.2:
             out.append(f"the first two guesses are close ({p1:.0%} and {p2:.0%})")
         return out
+
+    @staticmethod
+    def _tiny_or_flat(raw: np.ndarray) -> str | None:
+        g = np.asarray(raw, dtype=np.float32)
+        if g.max() <= 0:
+            return None
+        ink = g > 0.3 * g.max()
+        rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
+        h, w = rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
+        side = max(g.shape)
+        if max(h, w) <= 0.12 * side:
+            return (f"the drawing is tiny ({h}x{w} of {g.shape[0]}x{g.shape[1]} pixels): centring blows a dot up "
+                    "into a blob, and the network's answer to a blob means little")
+        if h <= 0.15 * w:
+            return "a flat stroke is not a digit MNIST has (its widest digits are still taller than this)"
+        return None
 
     # ---- layers on demand ----------------------------------------------------------------
     def encode(self, layer: dict[str, Any], v: torch.Tensor, *, offset: int = 0, limit: int | None = None,
