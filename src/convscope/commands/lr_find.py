@@ -48,7 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from convscope.commands.train import parse_model_args
+    from convscope.commands._common import parse_model_args
     from convscope.train.lr_find import range_test
 
     if args.from_run and (args.model or args.model_arg):

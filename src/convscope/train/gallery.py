@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import torch
 
-from convscope.train.plots import _figure, _save
+from convscope.train.plots import _figure, save_png
 
 
 def plot_top_losses(images: torch.Tensor, items: Sequence[dict[str, Any]], path: str | Path, *,
@@ -39,5 +39,5 @@ def plot_top_losses(images: torch.Tensor, items: Sequence[dict[str, Any]], path:
                      f"({100 * item['probability']:.0f}%)\np(truth) {100 * item['truth_probability']:.1f}%",
                      fontsize=8)
     fig.suptitle(title or "top losses: truth, guess (probability)", fontsize=10)
-    _save(plt, fig, Path(path))
+    save_png(plt, fig, Path(path))
     return len(chosen)

@@ -176,7 +176,7 @@ def _step(net: nn.Module, opt: torch.optim.Optimizer, data: Batches, idx: torch.
 
 def plot_lr_find(result: LRFindResult, path: str | Path, title: str = "") -> None:
     """The whole smoothed curve (raw losses faint), log-scale lr, both suggestions marked."""
-    from convscope.train.plots import _figure, _save
+    from convscope.train.plots import _figure, save_png
 
     plt, (fig, ax) = _figure(figsize=(7, 4.5))
     ax.plot(result.lrs, result.raw_losses, color="0.8", lw=0.8, label="loss of each batch")
@@ -196,7 +196,7 @@ def plot_lr_find(result: LRFindResult, path: str | Path, title: str = "") -> Non
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     fig.tight_layout()
-    _save(plt, fig, Path(path))
+    save_png(plt, fig, Path(path))
 
 
 def range_test(*, model: str | None = None, data: Any = None, run: str | Path | None = None,
@@ -210,7 +210,7 @@ def range_test(*, model: str | None = None, data: Any = None, run: str | Path | 
     (start_lr, end_lr, steps, beta, diverge). Returns (result, {"model", "data", "from"}).
     Nothing is written: the run folder, if any, is only read.
     """
-    from convscope.train.api import _full_kwargs, check_fit, load_dataset
+    from convscope.train.api import full_kwargs, check_fit, load_dataset
     from convscope.train.config import make_config, recipe_defaults
 
     sweep = {k: settings.pop(k) for k in ("start_lr", "end_lr", "steps", "beta", "diverge") if k in settings}
@@ -227,7 +227,7 @@ def range_test(*, model: str | None = None, data: Any = None, run: str | Path | 
 
         torch.manual_seed(cfg.seed)
         kwargs = model_kwargs if model_kwargs is not None else (rd.get("model_kwargs") if model is None else None)
-        net = create_model(name, **_full_kwargs(dict(kwargs or {}), dataset))
+        net = create_model(name, **full_kwargs(dict(kwargs or {}), dataset))
     elif getattr(net, "num_classes", len(dataset.classes)) != len(dataset.classes):
         net.reset_classifier(len(dataset.classes))
     check_fit(net, dataset)

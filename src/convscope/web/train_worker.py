@@ -139,7 +139,6 @@ class Watcher:
 
 def _watched_fit_class():
     """The loop's _Fit with a Watcher: after every step, and at each epoch's end."""
-    from convscope.runs import RunDir
     from convscope.train import loop
 
     class WatchedFit(loop._Fit):
@@ -158,14 +157,6 @@ def _watched_fit_class():
             super()._end_epoch(bar)
             emit(dict(self.history[-1], type="epoch"))
             self.watcher.probe()
-
-        def _on_interrupt(self):
-            exc = super()._on_interrupt()
-            run = RunDir(self.out)
-            if not run.exists():  # stopped inside the first epoch: resume needs config.json
-                run.write_config(dict(self.run_config, recipe=self.cfg.to_dict(), seed=self.cfg.seed,
-                                      epochs_done=0))
-            return exc
 
     return WatchedFit
 

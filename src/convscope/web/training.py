@@ -96,7 +96,7 @@ def check_request(body: dict, runs_root: Path) -> dict:
     """The worker's spec for a valid request, or RequestError; reads the data, writes nothing."""
     from convscope.models import create_model, list_models
     from convscope.runs import RunDir
-    from convscope.train.api import _full_kwargs, check_fit, load_dataset
+    from convscope.train.api import full_kwargs, check_fit, load_dataset
     from convscope.train.config import make_config
 
     model = str(body.get("model") or "lenet5")
@@ -123,7 +123,7 @@ def check_request(body: dict, runs_root: Path) -> dict:
         import torch
 
         torch.manual_seed(0)
-        check_fit(create_model(model, **_full_kwargs(kwargs, dataset)), dataset)
+        check_fit(create_model(model, **full_kwargs(kwargs, dataset)), dataset)
     except RequestError:
         raise
     except (ValueError, FileNotFoundError, KeyError, TypeError, OSError) as exc:

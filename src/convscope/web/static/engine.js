@@ -27,5 +27,17 @@
     layer: (name, opts = {}) => call(`/api/layer?${query({ name, ...opts })}`),
     weights: (name, unit) => call(`/api/weights?${query({ name, unit })}`),
     samples: (opts = {}) => call(`/api/samples?${query(opts)}`),
+    // the Train tab (server mode only): options, start/pause/resume/stop, progress as server-sent events
+    train: {
+      options: () => call("/api/train/options"),
+      control: (action, body = {}) => call(`/api/train/${action}`, {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) }),
+      events: (onEvent, onStatus) => {
+        const source = new EventSource("/api/train/events");
+        source.onmessage = (m) => onEvent(JSON.parse(m.data));
+        source.addEventListener("status", (m) => onStatus(JSON.parse(m.data)));
+        return source;
+      },
+    },
   };
 })();

@@ -1,11 +1,10 @@
 // The Train tab: start, pause, resume and stop a training run by the server in its own
 // process; watch the loss and top-1 curves, conv1's kernels and a strip of test images.
-// Progress arrives as server-sent events from /api/train/events.
+// Every request goes through CS.engine.train (engine.js); progress arrives as server-sent events.
 "use strict";
 (function () {
-  const api = (path, body) => fetch("/api/train/" + path, body === undefined ? {} : {
-    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
-  }).then(async (res) => ({ ok: res.ok, status: res.status, json: await res.json() }));
+  const engine = window.CS && window.CS.engine && window.CS.engine.train;
+  if (!engine) return;  // an in-browser engine cannot train: no Train tab
 
   const el = (tag, attrs = {}, ...kids) => {
     const e = document.createElement(tag);
@@ -186,25 +185,21 @@
 
   let source = null;
   function listen() {
-    if (source) return;
-    source = new EventSource("/api/train/events");
-    source.onmessage = (m) => onEvent(JSON.parse(m.data));
-    source.addEventListener("status", (m) => { section.dataset.state = JSON.parse(m.data).state; });
+    if (!source) source = engine.events(onEvent, (s) => { section.dataset.state = s.state; });
   }
 
   async function control(action, body) {
     $("tr-error").textContent = "";
-    const res = await api(action, body || {});
-    if (!res.ok) {
-      $("tr-error").textContent = res.json.detail || `${action} failed (${res.status})`;
-      return;
+    try {
+      section.dataset.state = (await engine.control(action, body || {})).state;
+    } catch (err) {
+      $("tr-error").textContent = err.message || `${action} failed`;
     }
-    section.dataset.state = res.json.state;
   }
 
   async function init() {
     mount();
-    const opts = (await api("options")).json;
+    const opts = await engine.options();
     for (const m of opts.models) $("tr-model").append(el("option", { value: m.value, text: m.label }));
     for (const d of opts.datasets) $("tr-data").append(el("option", { value: d, text: d }));
     for (const r of opts.recipes) $("tr-recipe").append(el("option", { value: r, text: r }));
