@@ -154,3 +154,15 @@ def test_a_crash_in_the_worker_reaches_the_page(client, tmp_path):
     trainer = app.state.trainer
     assert trainer.state == "error" and "the loss became" in trainer.message  # the loop's own message
     assert c.get("/api/train/status").json()["message"] == trainer.message
+
+
+def test_server_shutdown_stops_the_training_resumably(tmp_path):
+    app = _app(tmp_path)
+    out = tmp_path / "bye"
+    with TestClient(app) as c:
+        assert c.post("/api/train/start", json={"model": "lenet5", "data": "synthetic", "epochs": 3,
+                                                "out": str(out), "pace_ms": 50}).status_code == 202
+        trainer = app.state.trainer
+        _wait(trainer, {"running"})
+    _wait(trainer, {"stopped"}, timeout=40)  # leaving the client is the server's shutdown
+    assert (out / "state" / "state.pt").is_file() and (out / "config.json").is_file()

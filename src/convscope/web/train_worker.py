@@ -161,8 +161,25 @@ def _watched_fit_class():
     return WatchedFit
 
 
+def _stop_when_orphaned() -> None:
+    """If the server goes away, stop like the Stop button (the position is saved for resume)."""
+    import os
+    import signal
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     spec = json.loads((argv or sys.argv[1:])[0])
+    _stop_when_orphaned()
     pace = float(spec.pop("pace_ms", 0) or 0) / 1000
     from convscope.train import Interrupted, loop, train
 

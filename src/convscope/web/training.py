@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 router = APIRouter(prefix="/api/train", tags=["train"])
+_TRAINERS: "weakref.WeakSet[Trainer]" = weakref.WeakSet()
 
 MODELS = [
     {"value": "lenet5", "label": "LeNet-5", "model": "lenet5", "kwargs": {}},
@@ -148,6 +150,7 @@ class Trainer:
         self.events: list[dict] = []
         self.seq = 0
         self.stderr_tail: list[str] = []
+        _TRAINERS.add(self)
 
     # events
     def _add(self, event: dict) -> None:
@@ -267,6 +270,16 @@ class Trainer:
                 **{k: first.get(k) for k in ("threads", "pace_ms", "device")}}
         self._spawn(spec)
 
+    def shutdown(self) -> None:
+        """The server is stopping: stop the training as the Stop button does (resumable)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            self.proc.send_signal(signal.SIGCONT)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
@@ -308,6 +321,14 @@ async def _body(request: Request) -> dict:
     if not isinstance(obj, dict):
         raise RequestError("the body must be a JSON object", 400)
     return obj
+
+
+def _shutdown() -> None:
+    for trainer in list(_TRAINERS):
+        trainer.shutdown()
+
+
+router.add_event_handler("shutdown", _shutdown)
 
 
 @router.get("/options")
