@@ -48,7 +48,8 @@ def render(p: "Profile") -> str:
            rule, line(headers), rule, *(line(b) for b in body), rule,
            f"MACs: {human(s.total_macs)}; other ops: {human(s.total_other_ops)}",
            f"Forward: rows add up to {p.rows_forward_ms:.3f} ms; end-to-end forward {p.end_to_end_ms:.3f} ms "
-           f"(rows / end-to-end = {p.rows_forward_ms / p.end_to_end_ms:.3f}; the rest is Python between ops)"]
+           f"(rows / end-to-end = {p.rows_forward_ms / p.end_to_end_ms:.3f}: below 1 by the Python between ops, "
+           f"off by a few % either way by timing noise)"]
     if p.backward_ms is not None:
         out.append(f"Backward: rows add up to {p.rows_backward_ms:.3f} ms; end-to-end backward "
                    f"{p.end_to_end_backward_ms:.3f} ms (gradient accumulation into .grad is not in the rows)")

@@ -5,6 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
+from convscope.commands._common import add_data_options, add_model_arg_option, add_runtime_options
+
 NAME = "lr-find"
 HELP = "learning-rate range test: the loss over an exponential lr sweep, with suggestions"
 ORDER = 52
@@ -27,7 +29,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="registered model name (default: the recipe's, else lenet5)")
     p.add_argument("--from", dest="from_run", metavar="RUN",
                    help="start from a run's weights (fine-tuning); a new head when --data has other classes")
-    p.add_argument("--data", help="mnist, fashion-mnist, cifar10, synthetic or folder:PATH")
     p.add_argument("--recipe", help="take batch size, optimizer and augmentation from a recipe")
     p.add_argument("--out", help="folder for lr-find.png and lr-find.json")
     p.add_argument("--batch-size", type=int)
@@ -39,11 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--end-lr", type=float, default=10.0)
     p.add_argument("--steps", type=int, default=200, help="sweep length (at most one epoch of batches)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--image-size", type=int)
-    p.add_argument("--data-root")
-    p.add_argument("--download", action="store_true")
-    p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    add_data_options(p)
+    add_model_arg_option(p)
+    add_runtime_options(p)
     p.add_argument("--json", action="store_true", help="print suggestions, lrs and losses as JSON")
 
 
@@ -51,6 +50,10 @@ def run(args: argparse.Namespace) -> int:
     from convscope.commands._common import parse_model_args
     from convscope.train.lr_find import range_test
 
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.from_run and (args.model or args.model_arg):
         raise ValueError("--from RUN brings its own model; drop --model/--model-arg")
     settings = {k: getattr(args, k) for k in ("batch_size", "optimizer", "momentum", "weight_decay", "augment")}
