@@ -50,10 +50,11 @@ def run(args: argparse.Namespace) -> int:
     from convscope.commands._common import parse_model_args
     from convscope.train.lr_find import range_test
 
-    if args.threads is not None:
-        import torch
+    import torch
 
-        torch.set_num_threads(args.threads)
+    from convscope.train.runtime import choose_threads
+
+    torch.set_num_threads(args.threads or choose_threads())  # as `convscope train` chooses
     if args.from_run and (args.model or args.model_arg):
         raise ValueError("--from RUN brings its own model; drop --model/--model-arg")
     settings = {k: getattr(args, k) for k in ("batch_size", "optimizer", "momentum", "weight_decay", "augment")}
