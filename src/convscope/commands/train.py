@@ -31,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="run folder (default: runs/MODEL-DATA)")
     add_data_options(p, default_help=" (default: the recipe's, else mnist)")
     add_optim_options(p)
+    _allow_lr_find(p)
     p.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--momentum", type=float)
     p.add_argument("--schedule", choices=SCHEDULES, metavar="NAME", help="the lr schedule: %(choices)s")
@@ -43,6 +44,45 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_runtime_options(p)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its state/")
     add_output_options(p, json_help="print the final metrics as JSON")
+
+
+def _lr_value(text: str) -> float | str:
+    if text.strip().lower() == "find":
+        return "find"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number or `find`") from None
+
+
+def _allow_lr_find(p: argparse.ArgumentParser) -> None:
+    """--lr also takes `find`: run the LR range test first and train with its suggestion."""
+    for action in p._actions:
+        if action.dest == "lr":
+            action.type = _lr_value
+            action.help = "peak learning rate, or `find`: run `convscope lr-find` first and take its " \
+                          "steepest-descent suggestion"
+
+
+def _find_lr(args: argparse.Namespace, extra: dict) -> tuple[float, dict]:
+    """The range test with this training's own model, data, batch size and optimizer."""
+    from convscope.train.lr_find import range_test
+
+    if args.resume:
+        raise UserError("--lr find starts a run; a resumed run keeps the lr it was started with")
+    same = {k: v for k, v in extra.items() if k in ("momentum", "nesterov", "weight_decay", "label_smoothing",
+                                                      "augment", "erase_p")}
+    result, info = range_test(model=args.model, data=args.data, recipe=args.recipe, device=args.device,
+                              model_kwargs=parse_model_args(args.model_arg) or None, data_root=args.data_root,
+                              download=args.download, image_size=args.image_size, batch_size=args.batch_size,
+                              optimizer=args.optimizer, seed=args.seed, **same)
+    lr = result.suggestions["steepest"]
+    if not args.quiet:
+        print(f"lr-find: {len(result.lrs)} steps in {result.seconds:.1f}s, steepest descent at {lr:.3g} "
+              f"(valley {result.suggestions['valley']:.3g}); training with --lr {lr:.3g}", file=sys.stderr)
+    return lr, {"lr_find": {"used": "steepest", "lr": lr, "suggestions": result.suggestions,
+                            "steps": len(result.lrs), "batch_size": result.batch_size,
+                            "seconds": round(result.seconds, 3), "settings": result.settings}}
 
 
 def _default_out(model: str | None, data: str | None, recipe: str | None) -> Path:
@@ -67,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else _default_out(args.model, args.data, args.recipe)
     extra = {k: getattr(args, k) for k in ("momentum", "nesterov", "weight_decay", "step_size", "gamma",
                                            "warmup_epochs", "label_smoothing", "augment", "erase_p")}
+    if args.lr == "find":
+        args.lr, extra["extra"] = _find_lr(args, extra)
     try:
         run_dir = train(model=args.model, data=args.data, out=out, recipe=args.recipe, epochs=args.epochs,
                         batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,

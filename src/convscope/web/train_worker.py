@@ -1,0 +1,211 @@
+"""The Train tab's training process: `python -m convscope.web.train_worker SPEC_JSON`.
+
+It trains through `convscope.train.train` (so the run folder is exactly the
+one `convscope train` writes with the same seed) and prints one JSON event a
+line on stdout for the server to relay:
+
+    {"type": "hello", "run", "classes", "strip": [[...28x28 uint8...]], "strip_labels", ...}
+    {"type": "step", "epoch", "step", "steps", "loss", "lr", "images_per_second"}     <= every 0.25 s
+    {"type": "probe", "train_loss", "train_top1", "val_loss", "val_top1",           <= about every 1 s
+     "kernels": {"layer", "shape", "data"}, "strip": [{"label", "probability"}]}
+    {"type": "epoch", ...metrics.jsonl row...}
+    {"type": "done" | "stopped" | "error", "message"}
+
+The probes run the model in eval mode under inference_mode on fixed images:
+they change no weight, no batch-norm statistic and no random number, so the
+numbers of the run do not depend on whether anyone watches. SIGINT (the Stop
+button) is the loop's own Ctrl-C: it finishes the step, saves the exact
+position, and `resume` continues from there. SIGSTOP/SIGCONT pause it.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+STEP_EVERY = 0.25      # seconds between step events
+PROBE_EVERY = 1.0      # seconds between probes (longer if a probe is slow)
+PROBE_IMAGES = 256     # train and val images scored by each probe
+STRIP = 10             # test images whose predictions are shown (one per class where possible)
+MAX_KERNELS = 64
+
+
+def emit(event: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(event, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+def first_conv(model: nn.Module) -> tuple[str, nn.Conv2d] | None:
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            return name, m
+    return None
+
+
+def strip_indices(labels: torch.Tensor, n: int = STRIP) -> list[int]:
+    """The first test image of each class, then the next ones, up to n."""
+    seen, out = set(), []
+    for i, y in enumerate(labels.tolist()):
+        if y not in seen:
+            seen.add(y)
+            out.append(i)
+        if len(out) == n:
+            return out
+    rest = [i for i in range(len(labels)) if i not in out]
+    return (out + rest)[:n]
+
+
+def kernels(model: nn.Module) -> dict[str, Any] | None:
+    found = first_conv(model)
+    if found is None:
+        return None
+    name, conv = found
+    w = conv.weight.detach()[:MAX_KERNELS, :3].float().cpu()          # (out, in<=3, kh, kw)
+    return {"layer": name, "shape": list(w.shape), "data": [round(v, 4) for v in w.flatten().tolist()]}
+
+
+class Watcher:
+    """Emits events from inside the loop; `attach(fit)` is called with the loop's _Fit object."""
+
+    def __init__(self, fit: Any) -> None:
+        self.fit = fit
+        ds = fit.dataset
+        g = torch.Generator().manual_seed(0)
+        self.train_idx = torch.randperm(len(fit.train_data), generator=g)[:PROBE_IMAGES]
+        self.val_idx = torch.arange(min(PROBE_IMAGES, len(fit.val_data)))
+        test = ds.test if len(ds.test) else ds.val
+        self.strip = strip_indices(test.labels)
+        from convscope.train.batches import Batches
+
+        self.test_data = Batches(test, ds.mean, ds.std, fit.rt.device)
+        self.classes = [str(c) for c in ds.classes]
+        self.last_step = self.last_probe = 0.0
+        self.probe_cost = 0.0
+        self.losses: list[float] = []
+        emit({"type": "hello", "run": str(fit.out), "classes": self.classes, "epochs": fit.cfg.epochs,
+              "steps": fit.steps, "epoch": fit.epoch, "step": fit.step,
+              "strip": [test.images[i, 0].tolist() for i in self.strip],
+              "strip_labels": [self.classes[int(test.labels[i])] for i in self.strip]})
+
+    @torch.inference_mode()
+    def _score(self, data: Any, idx: torch.Tensor) -> tuple[float, float]:
+        from convscope.train.batches import main_logits
+
+        x, y = data.get(idx.to(data.labels.device))
+        logits = main_logits(self.fit.module(x)).float()
+        return F.cross_entropy(logits, y).item(), (logits.argmax(1) == y).float().mean().item()
+
+    def after_step(self, loss: torch.Tensor) -> None:
+        self.losses.append(float(loss))
+        now = time.perf_counter()
+        if now - self.last_step >= STEP_EVERY:
+            self.last_step = now
+            f = self.fit
+            emit({"type": "step", "epoch": f.epoch, "step": f.step, "steps": f.steps,
+                  "loss": sum(self.losses) / len(self.losses), "lr": f.opt.param_groups[0]["lr"]})
+            self.losses = []
+        if now - self.last_probe >= max(PROBE_EVERY, 5 * self.probe_cost):
+            self.probe()
+
+    def probe(self) -> None:
+        t0 = time.perf_counter()
+        module = self.fit.module
+        was = module.training
+        module.eval()
+        try:
+            tl, ta = self._score(self.fit.train_data, self.train_idx)
+            vl, va = self._score(self.fit.val_data, self.val_idx) if len(self.val_idx) else (None, None)
+            with torch.inference_mode():
+                from convscope.train.batches import main_logits
+
+                x, _ = self.test_data.get(torch.tensor(self.strip, device=self.test_data.labels.device))
+                probs = main_logits(module(x)).float().softmax(1)
+        finally:
+            module.train(was)
+        top = probs.max(1)
+        emit({"type": "probe", "epoch": self.fit.epoch, "step": self.fit.step, "steps": self.fit.steps,
+              "train_loss": tl, "train_top1": ta, "val_loss": vl, "val_top1": va, "kernels": kernels(module),
+              "strip": [{"label": self.classes[int(i)], "probability": float(p)}
+                        for p, i in zip(top.values.tolist(), top.indices.tolist())]})
+        self.last_probe = time.perf_counter()
+        self.probe_cost = self.last_probe - t0
+
+
+def _watched_fit_class():
+    """The loop's _Fit with a Watcher: after every step, and at each epoch's end."""
+    from convscope.train import loop
+
+    class WatchedFit(loop._Fit):
+        def run(self, resume: bool):
+            if resume:
+                self._restore()  # here, so the watcher starts at the resumed position
+            self.watcher = Watcher(self)
+            return super().run(False)
+
+        def _train_step(self, perm, gen):
+            loss = super()._train_step(perm, gen)
+            self.watcher.after_step(loss)
+            return loss
+
+        def _end_epoch(self, bar):
+            super()._end_epoch(bar)
+            emit(dict(self.history[-1], type="epoch"))
+            self.watcher.probe()
+
+    return WatchedFit
+
+
+def _stop_when_orphaned() -> None:
+    """If the server goes away, stop like the Stop button (the position is saved for resume)."""
+    import os
+    import signal
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def main(argv: list[str] | None = None) -> int:
+    spec = json.loads((argv or sys.argv[1:])[0])
+    _stop_when_orphaned()
+    pace = float(spec.pop("pace_ms", 0) or 0) / 1000
+    from convscope.train import Interrupted, loop, train
+
+    watched = _watched_fit_class()
+    if pace:
+        step = watched._train_step
+
+        def paced(self, perm, gen, step=step):
+            time.sleep(pace)  # watching slowly changes no number: the sleep is between steps
+            return step(self, perm, gen)
+
+        watched._train_step = paced
+    loop._Fit = watched
+    try:
+        run = train(progress=False, report=False, **spec)
+    except Interrupted as exc:
+        emit({"type": "stopped", "message": exc.message, "run": str(exc.run)})
+        return 0
+    except KeyboardInterrupt:
+        emit({"type": "stopped", "message": "stopped before the first step: nothing to resume"})
+        return 0
+    except Exception as exc:  # every failure reaches the page as one message
+        emit({"type": "error", "message": str(exc).splitlines()[0] if str(exc) else type(exc).__name__})
+        return 1
+    emit({"type": "done", "run": str(run), "message": f"finished: {run}"})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
