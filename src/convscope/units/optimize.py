@@ -113,8 +113,10 @@ def _objective(act: torch.Tensor, chans: torch.Tensor, kind: str) -> torch.Tenso
 
 
 def visualize(target: Target, layer: str, channels: list[int], settings: Settings | None = None, *,
-              size: tuple[int, int] | None = None, batch: int = 64, progress=None) -> tuple[torch.Tensor, list[float]]:
-    """(images (K, C, H, W) in [0, 1], activation of each image's channel at its strongest unit, untransformed).
+              size: tuple[int, int] | None = None, batch: int = 64,
+              progress=None) -> tuple[torch.Tensor, list[float], list[tuple[int, int]]]:
+    """(images (K, C, H, W) in [0, 1], each channel's activation at its strongest unit on its image,
+    untransformed, and that unit's (y, x)).
 
     size: the image size (default: the model's input size). Each channel gets
     `settings.restarts` random starts (gradient ascent through ReLUs finds local
@@ -129,19 +131,21 @@ def visualize(target: Target, layer: str, channels: list[int], settings: Setting
         raise ValueError(f"objective must be 'channel', 'unit' or 'peak', got {s.objective!r}")
     tries = [ch for ch in channels for _ in range(s.restarts)]
     per = max(1, batch // s.restarts) * s.restarts
-    images, acts = [], []
+    images, acts, where = [], [], []
     for start in range(0, len(tries), per):
         chunk = tries[start:start + per]
         img = _optimize_chunk(target, layer, chunk, s, c, h, w, seed=s.seed + start)
         with torch.no_grad():
             out = layer_output(target, target.normalize(img), layer)
-            peak = out[torch.arange(len(chunk)), torch.tensor(chunk)].flatten(1).max(1).values
+            sel = out[torch.arange(len(chunk)), torch.tensor(chunk)]
+            peak, pos = sel.flatten(1).max(1)
         best = peak.view(-1, s.restarts).argmax(1) + torch.arange(0, len(chunk), s.restarts)
         images.append(img[best])
         acts.extend(float(v) for v in peak[best])
+        where.extend((int(p) // sel.shape[-1], int(p) % sel.shape[-1]) for p in pos[best])
         if progress:
             progress(len(acts), len(channels))
-    return torch.cat(images), acts
+    return torch.cat(images), acts, where
 
 
 def _optimize_chunk(target: Target, layer: str, chunk: list[int], s: Settings, c: int, h: int, w: int,
