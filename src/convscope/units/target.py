@@ -99,54 +99,42 @@ def layer_geometry(model: nn.Module, input_size: tuple[int, int, int]) -> tuple[
 
 
 def load_target(target: str, *, random_init: bool = False) -> Target:
-    """A RUN folder (trained weights) or a zoo NAME (random weights, identity normalisation).
+    """A RUN folder (trained weights) or a zoo NAME (random weights, identity normalisation), via the predictor.
 
     random_init: the run's architecture at its random initialisation, drawn with the
     run's seed exactly as `convscope train` draws it (the baseline for tuning).
+    A NAME is built after seeding with 0, so it is the same network every time.
     """
-    from convscope.analysis.resolve import is_run, real_model, run_input_size, run_model_spec
-    from convscope.models import create_model
+    from convscope.analysis.resolve import is_run
+    from convscope.predictor import Predictor
+    from convscope.runs import RunDir
 
-    try:
-        if is_run(target):
-            name, kwargs, config = run_model_spec(target)
-            seed = int(config.get("seed", (config.get("recipe") or {}).get("seed", 0)) or 0)
-            if random_init:
-                torch.manual_seed(seed)
-                model = create_model(name, **kwargs).eval()
-            else:
-                model, name, config = real_model(target)
-            size = run_input_size(config) or tuple(model.default_input_size)
-            norm = config.get("normalization") or {}
-            c = size[0]
-            mean = [float(v) for v in norm.get("mean", [0.0] * c)]
-            std = [float(v) for v in norm.get("std", [1.0] * c)]
-        else:
-            torch.manual_seed(0)
-            model = create_model(target).eval()
-            name, config, seed = target, None, 0
-            size = tuple(model.default_input_size)
-            mean, std = [0.0] * size[0], [1.0] * size[0]
-    except FileNotFoundError as exc:
-        raise UserError(str(exc)) from None
-    except KeyError as exc:
-        raise UserError(str(exc.args[0]) if exc.args else str(exc)) from None
+    if is_run(target):
+        pred = Predictor.from_run(target)
+        seed = int(pred.config.get("seed", 0) or 0)
+        if random_init:
+            torch.manual_seed(seed)
+            pred = Predictor(RunDir(target).build(pred.config), pred.config)
+    else:
+        torch.manual_seed(0)
+        pred = Predictor.from_name(target)
+        seed = 0
+    return _wrap(pred.model, target, pred.name, pred.config if is_run(target) else None,
+                 pred.input_size, pred.mean, pred.std, seed)
+
+
+def _wrap(model: nn.Module, name: str, model_name: str, config, input_size, mean, std, seed: int) -> Target:
     model.eval()
-    _no_inplace(model)
+    _no_inplace(model)  # capture clones outputs too; this also keeps gradients through the ReLUs intact
     for p in model.parameters():
         p.requires_grad_(False)
+    size = tuple(int(v) for v in input_size)
     fields, shapes = layer_geometry(model, size)
-    return Target(model, target, name, config, tuple(int(v) for v in size), mean, std, seed, fields, shapes)
+    return Target(model, name, model_name, config, size, list(mean), list(std), seed, fields, shapes)
 
 
 def from_module(model: nn.Module, input_size: tuple[int, int, int], *, mean=None, std=None,
                 name: str = "model") -> Target:
     """A Target around a module built in code (tests, notebooks)."""
-    model.eval()
-    _no_inplace(model)
-    for p in model.parameters():
-        p.requires_grad_(False)
     c = input_size[0]
-    fields, shapes = layer_geometry(model, input_size)
-    return Target(model, name, name, None, tuple(input_size), list(mean or [0.0] * c), list(std or [1.0] * c),
-                  0, fields, shapes)
+    return _wrap(model, name, name, None, input_size, mean or [0.0] * c, std or [1.0] * c, 0)
