@@ -37,6 +37,7 @@ COLOR_SQRT = torch.tensor([[0.26, 0.09, 0.02],
                            [0.27, -0.09, 0.03]])
 COLOR_SQRT = COLOR_SQRT / COLOR_SQRT.norm(dim=0).max()
 TEMP = 0.1
+STRETCH = 0.01
 
 
 @dataclass
@@ -85,7 +86,9 @@ class FourierImage(torch.nn.Module):
         img = torch.fft.irfft2(spec, s=self.size, norm="ortho") / 4.0   # (N, C, H, W)
         if self.channels == 3:
             img = torch.einsum("nchw,dc->ndhw", img, COLOR_SQRT.to(img))
-        return torch.sigmoid(img)
+        # a sigmoid stretched by 2% and clipped: pixels reach exactly 0 and 1 (a sigmoid alone never
+        # does, so a linear unit could never match a dataset patch that already sits at its bound)
+        return (torch.sigmoid(img) * (1 + 2 * STRETCH) - STRETCH).clamp(0.0, 1.0)
 
 
 def random_transform(x: torch.Tensor, s: Settings, generator: torch.Generator) -> torch.Tensor:
