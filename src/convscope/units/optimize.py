@@ -43,7 +43,7 @@ STRETCH = 0.01
 @dataclass
 class Settings:
     steps: int = 256
-    lr: float = 0.05
+    lr: float = 0.1
     jitter: int | None = None        # pixels; None: sized to the image
     scale: float | None = None       # largest relative change of size
     rotate: float | None = None      # largest rotation, degrees
