@@ -5,6 +5,7 @@ seed 0; about 20 s), kept in test-artifacts/cache so a rebuild reuses it:
 
     tuning     conv1's orientation tuning, trained against random init
     hierarchy  Lee et al.'s figure: best patch and optimised image per channel, conv1 and conv2
+    units-conv2  conv2's top nine digits per channel beside its optimised image
 """
 from __future__ import annotations
 
@@ -39,6 +40,15 @@ def build_hierarchy(out: Path) -> dict[str, Any]:
 
     result = units(load_target(str(units_run())), "all", out.parent / "_units", method="optimize")
     shutil.move(result["hierarchy_png"], out)
-    shutil.move(result["layers"][-1]["png"], out.with_name("lecture-units-conv2.png"))
+    shutil.rmtree(out.parent / "_units", ignore_errors=True)
+    return result
+
+
+def build_units_conv2(out: Path) -> dict[str, Any]:
+    from convscope.units.report import units
+    from convscope.units.target import load_target
+
+    result = units(load_target(str(units_run())), "conv2", out.parent / "_units", method="optimize")
+    shutil.move(result["png"], out)
     shutil.rmtree(out.parent / "_units", ignore_errors=True)
     return result
