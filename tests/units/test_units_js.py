@@ -22,6 +22,7 @@ PAGE = """<!doctype html><html><body>
 <script src="/static/units.js"></script></body></html>"""
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (sudo apt-get install chromium)")
 def test_click_a_channel(lenet_run, tmp_path):
     from fastapi import FastAPI

@@ -38,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="which split to rank (default all: train, val, test in that order)")
     parser.add_argument("--channels", default=None, metavar="LIST", help="e.g. 0-7,12 (default: every channel)")
     parser.add_argument("--steps", type=int, default=256, help="optimisation steps (default 256)")
+    parser.add_argument("--objective", choices=("channel", "unit"), default="channel",
+                        help="optimise the channel's mean (default) or its single centre unit")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
 
@@ -53,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--steps must be at least 1, got {args.steps}")
     target = load_target(args.target)
     result = units(target, args.layer, args.out, k=args.top, method=args.method, data=args.data,
-                   split=args.split, channels=args.channels, steps=args.steps)
+                   split=args.split, channels=args.channels, steps=args.steps,
+                   objective=args.objective)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

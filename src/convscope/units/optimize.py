@@ -87,8 +87,10 @@ class FourierImage(torch.nn.Module):
         if self.channels == 3:
             img = torch.einsum("nchw,dc->ndhw", img, COLOR_SQRT.to(img))
         # a sigmoid stretched by 2% and clipped: pixels reach exactly 0 and 1 (a sigmoid alone never
-        # does, so a linear unit could never match a dataset patch that already sits at its bound)
-        return (torch.sigmoid(img) * (1 + 2 * STRETCH) - STRETCH).clamp(0.0, 1.0)
+        # does, so a linear unit could never match a dataset patch that already sits at its bound);
+        # the clip passes gradients straight through, so a clipped pixel can still come back
+        pix = torch.sigmoid(img) * (1 + 2 * STRETCH) - STRETCH
+        return pix + (pix.clamp(0.0, 1.0) - pix).detach()
 
 
 def random_transform(x: torch.Tensor, s: Settings, generator: torch.Generator) -> torch.Tensor:
