@@ -23,5 +23,5 @@ def hierarchy_rows(names: list[str], results: list[dict[str, Any]], pictures: li
         chosen = [e["channel"] for e in ranked[:per_layer]]
         patches = [pics["patches"][c][0] for c in chosen]
         optimized = [pics["optimized"][c] for c in chosen] if "optimized" in pics else []
-        rows.append((f"{name}\nchannels {', '.join(map(str, chosen))}", patches, optimized))
+        rows.append((f"{name}\nch {' '.join(map(str, chosen))}", patches, optimized))
     return rows

@@ -134,7 +134,7 @@ def plot_hierarchy(layers: list[tuple[str, list[np.ndarray], list[np.ndarray]]],
         ax.imshow(mosaic(tiles), interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_ylabel(name, fontsize=7)
+        ax.set_ylabel(name, fontsize=6)
         for side in ("top", "right", "bottom", "left"):
             ax.spines[side].set_visible(False)
     what = "best dataset patch per channel, above its optimised image" if any(i for _, _, i in layers) \
