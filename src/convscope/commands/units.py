@@ -38,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="which split to rank (default all: train, val, test in that order)")
     parser.add_argument("--channels", default=None, metavar="LIST", help="e.g. 0-7,12 (default: every channel)")
     parser.add_argument("--steps", type=int, default=256, help="optimisation steps (default 256)")
+    parser.add_argument("--restarts", type=int, default=4, help="random starts per channel, the best kept (default 4)")
     parser.add_argument("--objective", choices=("channel", "unit"), default="channel",
                         help="optimise the channel's mean (default) or its single centre unit")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs")
@@ -51,12 +52,12 @@ def run(args: argparse.Namespace) -> int:
     from convscope.units.report import units
     from convscope.units.target import load_target
 
-    if args.steps < 1:
-        raise UserError(f"--steps must be at least 1, got {args.steps}")
+    if args.steps < 1 or args.restarts < 1:
+        raise UserError(f"--steps and --restarts must be at least 1, got {args.steps} and {args.restarts}")
     target = load_target(args.target)
     result = units(target, args.layer, args.out, k=args.top, method=args.method, data=args.data,
                    split=args.split, channels=args.channels, steps=args.steps,
-                   objective=args.objective)
+                   objective=args.objective, restarts=args.restarts)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

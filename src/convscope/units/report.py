@@ -76,7 +76,7 @@ def layers_for(target: Target, layer: str) -> list[str]:
 
 def units_layer(target: Target, images: torch.Tensor, layer: str, out: Path, *, k: int = 9,
                 method: str = "patches", channels: str | None = None, steps: int = 256,
-                objective: str = "channel",
+                objective: str = "channel", restarts: int = 4,
                 progress: Callable[[str, int, int], None] | None = None) -> tuple[dict[str, Any], dict]:
     """(the JSON of one layer, the pictures made: {"patches": {ch: crops}, "optimized": {ch: crop}, ...})."""
     from convscope.units.plots import mosaic, plot_patch_grid
@@ -93,7 +93,7 @@ def units_layer(target: Target, images: torch.Tensor, layer: str, out: Path, *, 
         from convscope.units.optimize import Settings, visualize
 
         order = list(hits)
-        settings = Settings(steps=steps, objective=objective)
+        settings = Settings(steps=steps, objective=objective, restarts=restarts)
         imgs, acts, where = visualize(target, layer, order, settings, progress=report(f"{layer} optimise"))
         opt_crops = {c: crop(target, imgs[i], layer, *where[i]) for i, c in enumerate(order)}
         pictures["optimized"] = opt_crops
@@ -131,7 +131,7 @@ def _write_png(path: Path, rgb: np.ndarray) -> None:
 
 def units(target: Target, layer: str, out: str | Path, *, k: int = 9, method: str = "patches",
           data: str | None = None, split: str = "all", channels: str | None = None, steps: int = 256,
-          objective: str = "channel", progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+          objective: str = "channel", restarts: int = 4, progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
     """`convscope units`: one layer's JSON, or {"layers": [...], "hierarchy_png"} for layer="all"."""
     if method not in ("patches", "optimize"):
         raise UserError(f"unknown --method {method!r}: choose patches or optimize")
@@ -144,7 +144,7 @@ def units(target: Target, layer: str, out: str | Path, *, k: int = 9, method: st
     results, pictures = [], []
     for name in names:
         r, p = units_layer(target, images, name, out, k=k, method=method, channels=channels, steps=steps,
-                           objective=objective, progress=progress)
+                           objective=objective, restarts=restarts, progress=progress)
         results.append(r)
         pictures.append(p)
     if layer != "all":
