@@ -88,3 +88,10 @@ def test_a_name_needs_data(tmp_path, capsys):
     code, out, _ = _run(capsys, "units", "lenet5", "--layer", "conv1", "--data", "mnist", "--split", "test",
                         "--top", "2", "--out", str(tmp_path), "--json")
     assert code == 0 and len(json.loads(out)["channels"]) == 6
+
+
+def test_tuning_a_name_is_its_own_baseline(tmp_path, capsys):
+    code, out, _ = _run(capsys, "tuning", "lenet5", "--layer", "conv1", "--out", str(tmp_path), "--json")
+    data = json.loads(out)
+    assert code == 0 and data["median_osi"] == data["baseline_median_osi"]
+    assert "its own baseline" in data["verdict"]

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     target.check_layer(args.layer)
     baseline = load_target(args.target, random_init=True)
     result = tuning(target, baseline, args.layer, args.out)
-    result["verdict"] = tuning_sentence(result, target.seed)
+    result["verdict"] = tuning_sentence(result, target.seed, trained=target.is_run)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

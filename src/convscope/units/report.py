@@ -181,8 +181,11 @@ def tuning(target: Target, baseline: Target, layer: str, out: str | Path) -> dic
             "png": str(path), "seconds": round(time.perf_counter() - start, 3)}
 
 
-def tuning_sentence(result: dict[str, Any], seed: int) -> str:
+def tuning_sentence(result: dict[str, Any], seed: int, *, trained: bool = True) -> str:
     med, bmed = result["median_osi"], result["baseline_median_osi"]
+    if not trained:
+        return (f"{result['layer']}: median OSI {med:.2f}; a model name has random weights (seed {seed}), "
+                "so it is its own baseline: train a run to compare")
     verdict = "more" if med > bmed else ("no more" if med == bmed else "less")
     return (f"{result['layer']}: median OSI {med:.2f} trained vs {bmed:.2f} at random initialisation (seed {seed}): "
             f"the trained units are {verdict} orientation-selective than the untrained ones")
