@@ -25,9 +25,21 @@ def _plt():
 
 
 def _save(fig, out: str | Path) -> Path:
-    from convscope.analysis.pictures import _save as save
+    """Write the figure as PNG atomically (a reader never sees half a file) and close it."""
+    import io
 
-    return save(fig, out)
+    import matplotlib.pyplot as plt
+
+    from convscope.runs import atomic_write_bytes
+
+    path = Path(out)
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
 
 
 def _rgb(tile: np.ndarray) -> np.ndarray:

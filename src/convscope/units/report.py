@@ -119,10 +119,11 @@ def _safe(layer: str) -> str:
 
 
 def _write_png(path: Path, rgb: np.ndarray) -> None:
+    import io
+
     from PIL import Image
 
-    from convscope.train.checkpoint import atomic_write_bytes
-    import io
+    from convscope.runs import atomic_write_bytes
 
     buf = io.BytesIO()
     Image.fromarray((np.clip(rgb, 0, 1) * 255).round().astype(np.uint8)).save(buf, format="PNG")
