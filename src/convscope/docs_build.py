@@ -245,6 +245,8 @@ FIGURES: dict[str, Callable[[Path], Any]] = {
     "compare": build_compare,
     "explorer": lambda out: explorer_screenshot(_demo_run(None), out),
 }
+from convscope.units.docs import build_hierarchy, build_tuning, build_units_conv2  # noqa: E402  (section 11)
+FIGURES.update({"tuning": build_tuning, "hierarchy": build_hierarchy, "units-conv2": build_units_conv2})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,65 @@
+"""web/static/units.js in headless Chromium: click a channel's map, watch the progress, see patches and image.
+
+A minimal page (the explorer's feature-map markup: a layer section holding
+`canvas.map` elements with `data-map`) served with the units router, so the
+script is checked without the rest of the explorer.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+CHROMIUM = shutil.which("chromium")
+STATIC = Path(__file__).resolve().parents[2] / "src" / "convscope" / "web" / "static"
+PAGE = """<!doctype html><html><body>
+<section class="layer" data-name="conv1" data-testid="layer-conv1">
+  <canvas class="map" data-map="3" data-testid="map-3" width="28" height="28"></canvas></section>
+<section class="layer" data-name="fc1"><canvas class="map" data-map="0" data-testid="fc-map" width="8" height="8"></canvas></section>
+<script>window.CS = {engine: {kind: "server"}};</script>
+<script src="/static/units.js"></script></body></html>"""
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (sudo apt-get install chromium)")
+def test_click_a_channel(lenet_run, tmp_path):
+    from fastapi import FastAPI
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+    from playwright.sync_api import sync_playwright
+
+    from convscope.units.cache import Jobs
+    from convscope.units.target import load_target
+    from convscope.web.live import live_server
+    from convscope.web.units_routes import router
+
+    run = tmp_path / "run"
+    shutil.copytree(lenet_run, run)
+    app = FastAPI()
+    app.state.explorer = SimpleNamespace(run_dir=str(run))
+    app.state.units_jobs = Jobs(lambda: load_target(str(run)), run, steps=64)
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.get("/", response_class=HTMLResponse)(lambda: PAGE)
+    errors: list[str] = []
+    with live_server(app) as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url + "/")
+        page.get_by_test_id("fc-map").click()            # not a conv/pool layer: nothing opens
+        page.wait_for_timeout(300)
+        assert page.locator("[data-testid=units-panel]").count() == 0
+        page.get_by_test_id("map-3").click()
+        page.get_by_test_id("units-progress").wait_for(timeout=20000)   # the progress bar while it is made
+        page.get_by_test_id("units-optimized").wait_for(timeout=120000)
+        assert page.locator("[data-testid^=units-patch-]").count() == 9
+        assert "conv1 channel 3" in page.get_by_test_id("units-panel").inner_text()
+        src = page.get_by_test_id("units-patch-0").get_attribute("src")
+        assert src.startswith("data:image/png;base64,")
+        page.get_by_test_id("units-close").click()
+        assert page.get_by_test_id("units-panel").is_hidden()
+        browser.close()
+    assert not errors
