@@ -151,7 +151,7 @@ def summary(model: nn.Module | str, input_size: Sequence[int] | str | None = Non
             raise ValueError(f"{name} has no default_input_size: pass input_size=(C, H, W)")
     size = parse_input_size(input_size)
     try:
-        raw = _trace(module, size)
+        raw = trace(module, size)
     except EmptyOutput as exc:
         smallest = _smallest_input(module, size)
         hint = (f"the smallest square input that leaves every layer's output non-empty is "
@@ -182,7 +182,8 @@ def _meta_model(model: nn.Module | str) -> tuple[nn.Module, str]:
     return model, getattr(model, "model_name", type(model).__name__)
 
 
-def _trace(module: nn.Module, size: tuple[int, int, int]) -> tuple[Tracker, RawRow]:
+def trace(module: nn.Module, size: tuple[int, int, int]) -> tuple[Tracker, RawRow]:
+    """Run `module` once on the meta device under the tracker: its rows, and the raw output row."""
     x = torch.empty((1, *size), device="meta")
     flags = {m: m.training for m in module.modules()}
     module.eval()
@@ -209,7 +210,7 @@ def _trace(module: nn.Module, size: tuple[int, int, int]) -> tuple[Tracker, RawR
 
 def _fits(module: nn.Module, size: tuple[int, int, int]) -> bool:
     try:
-        _trace(module, size)
+        trace(module, size)
     except EmptyOutput:
         return False
     except RuntimeError:

@@ -82,9 +82,9 @@ def _no_inplace(model: nn.Module) -> None:
 
 def layer_geometry(model: nn.Module, input_size: tuple[int, int, int]) -> tuple[dict[str, Field], dict]:
     """{layer: Field} and {layer: output shape} of the conv/pool leaf layers, traced on the meta device."""
-    from convscope.analysis.summary import _trace
+    from convscope.analysis.summary import trace
 
-    tracker, _ = _trace(model, tuple(input_size))
+    tracker, _ = trace(model, tuple(input_size))
     mods = dict(model.named_modules())
     fields, shapes = {}, {}
     for row in tracker.rows:
