@@ -71,7 +71,8 @@ def create_app(run_dir: str | Path | None = None, *, explorer: Explorer | None =
 
     @app.get("/api/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "model": explorer.name, "run": explorer.run_dir,
+        # the run's folder name only: its absolute path would tell any client the server's layout
+        return {"status": "ok", "model": explorer.name, "run": Path(explorer.run_dir).name if explorer.run_dir else None,
                 "dataset": explorer.config.get("dataset"), "classes": explorer.classes}
 
     @app.get("/api/model")

@@ -160,7 +160,7 @@ class Explorer:
                 b = mod.bias.detach().double() if mod.bias is not None else torch.zeros(w.shape[0])
                 kernels[name] = {"shape": list(w.shape), "weight": w.tolist(), "bias": b.tolist()}
         receptive_fields(layers, (28, 28))
-        return {"model": self.name, "run": self.run_dir, "dataset": self.config.get("dataset"),
+        return {"model": self.name, "run": Path(self.run_dir).name if self.run_dir else None, "dataset": self.config.get("dataset"),
                 "classes": self.classes, "input_size": [1, 28, 28],
                 "normalization": {"mean": [self.mean], "std": [self.std]},
                 "preprocessing": self.config.get("preprocessing"),
