@@ -58,6 +58,18 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     return b"".join(chunks)
 
 
+def _check_json_type(request: Request) -> None:
+    """InputError 415 for a body declared as something other than JSON (a form post
+    from another site, say); no Content-Type at all is read as JSON."""
+    declared = request.headers.get("content-type")
+    if declared is None:
+        return
+    kind = declared.split(";")[0].strip().lower()
+    if kind != "application/json" and not (kind.startswith("application/") and kind.endswith("+json")):
+        raise InputError(f"the body is declared as {kind or 'nothing'!r}; send JSON with "
+                         "Content-Type: application/json", 415)
+
+
 def create_app(run_dir: str | Path | None = None, *, explorer: Explorer | None = None) -> FastAPI:
     """The explorer app for a run folder (loaded once, here) or an already built Explorer."""
     if explorer is None:
@@ -84,6 +96,7 @@ def create_app(run_dir: str | Path | None = None, *, explorer: Explorer | None =
         # Runs on the event loop on purpose: one forward of lenet5 is ~0.2 ms,
         # less than a hop to the thread pool (see docs/benchmarks.md).
         try:
+            _check_json_type(request)
             obj = parse_body(await read_body(request))
             image, preprocess = image_from_request(obj)
             return Response(explorer.predict_json(image, preprocess=preprocess), media_type="application/json")
