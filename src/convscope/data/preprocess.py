@@ -40,6 +40,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from convscope.data.decode import open_image
+from convscope.errors import ImageTooLarge
+
 ImageLike = Union[Image.Image, np.ndarray, torch.Tensor, str, Path]
 
 MNIST_SIZE = 28
@@ -62,9 +65,10 @@ def load_image(source: ImageLike) -> Image.Image:
     if not path.is_file():
         raise FileNotFoundError(f"no image file at {path}")
     try:
-        with Image.open(path) as img:
-            img.load()
+        with open_image(path, str(path)) as img:  # the one pixel limit, from the header
             return ImageOps.exif_transpose(img)
+    except ImageTooLarge:
+        raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ValueError(f"cannot read {path} as an image ({exc}); use a PNG, JPEG, BMP, GIF, "
                          "TIFF or WebP file") from exc
