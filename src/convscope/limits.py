@@ -77,7 +77,7 @@ class Limit:
 LIMITS: dict[str, Limit] = {
     "threads": Limit(int, 1, _max_threads(), what=f"4 x this machine's {os.cpu_count()} CPUs"),
     "workers": Limit(int, 1, 64, what="server processes"),
-    "port": Limit(int, 0, 65535, what="TCP port (0 picks a free one)"),
+    "port": Limit(int, 0, 65535, what="0 picks a free port"),
     "epochs": Limit(int, 1, 100_000),
     "freeze_epochs": Limit(int, 0, 100_000),
     "batch_size": Limit(int, 1, 65_536),
@@ -262,15 +262,14 @@ def check_image_size(width: int, height: int, what: str) -> None:
 
 
 def too_large(what: str) -> ImageTooLarge:
-    """The error for an image Pillow itself refused as a decompression bomb (its size
-    is over twice the limit, so it was not even opened)."""
-    return ImageTooLarge(f"{what} is over {2 * MAX_IMAGE_PIXELS / 1e6:g} megapixels; convscope reads images of at "
-                         f"most {MAX_IMAGE_PIXELS / 1e6:g} megapixels ({MAX_IMAGE_PIXELS:,} pixels): scale it down first")
+    """The error for an image Pillow itself refused while opening it as a decompression
+    bomb (over twice Pillow's own limit, so far over ours): its size is not known."""
+    return ImageTooLarge(f"{what} is a decompression bomb or an enormous image (over {_pillow_limit()} "
+                         f"megapixels); convscope reads images of at most {MAX_IMAGE_PIXELS / 1e6:g} megapixels "
+                         f"({MAX_IMAGE_PIXELS:,} pixels): scale it down first")
 
 
-def guard_pillow() -> None:
-    """Make Pillow's own decompression-bomb check agree with MAX_IMAGE_PIXELS (it warns
-    above it and refuses above twice it, at open time; check_image_size refuses above it)."""
+def _pillow_limit() -> str:
     from PIL import Image
 
-    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    return f"{2 * (Image.MAX_IMAGE_PIXELS or MAX_IMAGE_PIXELS) / 1e6:g}"

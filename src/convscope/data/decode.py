@@ -12,9 +12,7 @@ from typing import IO, Sequence
 
 from PIL import Image
 
-from convscope.limits import check_image_size, guard_pillow, too_large
-
-guard_pillow()
+from convscope.limits import check_image_size, too_large
 
 
 def open_image(fp: str | IO[bytes], what: str, *, formats: Sequence[str] | None = None) -> Image.Image:
