@@ -33,6 +33,7 @@ whole run config (config.json) or just its "preprocessing" dict.
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any, Union
 
@@ -41,9 +42,9 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from convscope.data.decode import open_image
-from convscope.errors import ImageTooLarge
+from convscope.errors import DataError, ImageTooLarge, RunError
 
-ImageLike = Union[Image.Image, np.ndarray, torch.Tensor, str, Path]
+ImageLike = Union[Image.Image, np.ndarray, torch.Tensor, str, Path, bytes]
 
 MNIST_SIZE = 28
 MNIST_BOX = 20  # the digit's longer side after size normalisation
@@ -54,23 +55,30 @@ _VISIBLE = 1.0 / 255.0  # below this nothing shows in an 8-bit image: the image 
 # ---- loading and conversion -------------------------------------------------------------
 
 def load_image(source: ImageLike) -> Image.Image:
-    """A PIL image from a path, a PIL image or an array; EXIF rotation applied."""
+    """A PIL image from a path, the bytes of an image file, a PIL image or an array;
+    EXIF rotation applied."""
     if isinstance(source, Image.Image):
         return source
     if isinstance(source, torch.Tensor):
         source = source.detach().cpu().numpy()
     if isinstance(source, np.ndarray):
         return _array_to_pil(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return _open(io.BytesIO(bytes(source)), "the image bytes")
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(f"no image file at {path}")
+    return _open(path, str(path))
+
+
+def _open(fp: Any, what: str) -> Image.Image:
     try:
-        with open_image(path, str(path)) as img:  # the one pixel limit, from the header
+        with open_image(fp, what) as img:  # the one pixel limit, from the header
             return ImageOps.exif_transpose(img)
     except ImageTooLarge:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ValueError(f"cannot read {path} as an image ({exc}); use a PNG, JPEG, BMP, GIF, "
+        raise DataError(f"cannot read {what} as an image ({exc}); use a PNG, JPEG, BMP, GIF, "
                          "TIFF or WebP file") from exc
 
 
@@ -244,11 +252,11 @@ def _clean_digit(gray: np.ndarray) -> np.ndarray:
 def _read_config(config: dict[str, Any]) -> tuple[dict[str, Any], list[float], list[float]]:
     pre = config.get("preprocessing", config)
     if not isinstance(pre, dict) or pre.get("kind") not in ("digits", "resize"):
-        raise ValueError('the run config has no usable "preprocessing" (need "kind": "digits" or '
+        raise RunError('the run config has no usable "preprocessing" (need "kind": "digits" or '
                          f'"resize"), got {pre!r}; retrain with this version of convscope')
     norm = config.get("normalization") or pre
     if "mean" not in norm or "std" not in norm:
-        raise ValueError('the run config has no normalisation: expected "normalization": '
+        raise RunError('the run config has no normalisation: expected "normalization": '
                          '{"mean": [...], "std": [...]}')
     return pre, list(norm["mean"]), list(norm["std"])
 
