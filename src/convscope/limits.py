@@ -202,6 +202,21 @@ def out_dir(text: str) -> Path:
     return path
 
 
+def image_file(text: str) -> str:
+    """An argparse type for an input image: an existing file (a folder or a missing path
+    is said to be just that); the pixel limit is checked when it is decoded."""
+    path = Path(text).expanduser()
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder, not an image file; give the files, "
+                                         f"e.g. {Path(text) / '*.png'}")
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"no image file at {text}")
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{text} is not a regular file")
+    return text
+
+
+image_file.limit = "image"  # type: ignore[attr-defined]
 out_dir.limit = "out"  # type: ignore[attr-defined]
 device.limit = "device"  # type: ignore[attr-defined]
 
@@ -273,3 +288,59 @@ def _pillow_limit() -> str:
     from PIL import Image
 
     return f"{2 * (Image.MAX_IMAGE_PIXELS or MAX_IMAGE_PIXELS) / 1e6:g}"
+
+
+# ---- the numbers a run's config.json holds ----------------------------------------------------
+
+def check_run_config(config: dict, where: object) -> None:
+    """Refuse a config.json whose numbers would give silently wrong results: a std of 0,
+    NaN or infinity (NaN probabilities), a preprocessing or input size of 0. Raises
+    RunError naming `where` (the file)."""
+    from convscope.errors import RunError
+
+    def bad(what: str) -> RunError:
+        return RunError(f"{where}: {what}; restore the file or retrain the run")
+
+    norms = [("normalization", config.get("normalization"))]
+    pre = config.get("preprocessing")
+    if pre is not None and not isinstance(pre, dict):
+        raise bad(f'"preprocessing" must be an object, got {type(pre).__name__}')
+    if isinstance(pre, dict):
+        norms.append(("preprocessing", pre))
+        size = pre.get("size")
+        if size is not None and not _positive_ints(size, 2):
+            raise bad(f'"preprocessing" "size" must be [height, width] in pixels (1 or more), got {size!r}')
+        if pre.get("channels") not in (None, 1, 3):
+            raise bad(f'"preprocessing" "channels" must be 1 or 3, got {pre.get("channels")!r}')
+    for section, norm in norms:
+        if norm is None:
+            continue
+        if not isinstance(norm, dict):
+            raise bad(f'"{section}" must be an object with "mean" and "std", got {type(norm).__name__}')
+        for key in ("mean", "std"):
+            values = norm.get(key)
+            if values is None and section == "preprocessing":
+                continue
+            if not isinstance(values, list) or not values or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+                raise bad(f'"{section}" "{key}" must be a list of finite numbers, one per channel, got {values!r}')
+            if key == "std" and min(values) <= 0:
+                raise bad(f'"{section}" "std" must be above 0 (dividing by it gives NaN), got {values!r}')
+    size = config.get("input_size")
+    if size is not None and not _positive_ints(size, 3):
+        raise bad(f'"input_size" must be [channels, height, width], each 1 or more, got {size!r}')
+
+
+def _positive_ints(value: object, n: int) -> bool:
+    return (isinstance(value, list) and len(value) == n
+            and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 100_000 for v in value))
+
+
+def check_finite_weights(state: dict, where: object) -> None:
+    """Refuse weights holding NaN or infinity (every answer would be NaN): RunError naming `where`."""
+    from convscope.errors import RunError
+
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
+            raise RunError(f"{where}: tensor {name!r} holds NaN or infinite values (the training diverged?); "
+                           "retrain the run, e.g. with a lower --lr")
