@@ -125,7 +125,15 @@ CONFIG_CASES = list(config_damage(json.loads(json.dumps({"model": {"name": "lene
 def test_damaged_config(run_copy, digit_png, command, damage):
     good = json.loads((run_copy / CONFIG).read_text())
     (run_copy / CONFIG).write_text(config_damage(good)[damage])
-    assert_fails_well(cli(*LOADERS[command](run_copy, digit_png)), CONFIG)
+    res = cli(*LOADERS[command](run_copy, digit_png))
+    if command == "summary" and damage in WEIGHTS_TELL:  # summary reads no weights and no class names:
+        assert res.code == 0, str(res)                    # the architecture it shows is what config.json says
+        return
+    assert_fails_well(res, CONFIG)
+
+
+# damage only the weights (or the class names) reveal
+WEIGHTS_TELL = {"num-classes-disagree", "three-classes", "classes-a-string"}
 
 
 @pytest.mark.parametrize("content", [b"", b"PK\x03\x04 truncated", b"\x80\x02garbage"], ids=["empty", "zip", "pickle"])
@@ -355,10 +363,10 @@ def test_saliency_on_a_fully_connected_layer_names_the_conv_layers(finished_run,
 def test_an_unexpected_error_is_one_line_with_exit_1(monkeypatch):
     import convscope.commands.models as models_cmd
 
-    def boom(pattern):
+    def boom(args):
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(models_cmd, "rows", boom)
+    monkeypatch.setattr(models_cmd, "run", boom)
     res = cli("models")
     assert res.code == 1 and "Traceback" not in res.text, str(res)
     assert "internal error" in res.err and "CONVSCOPE_DEBUG=1" in res.err
@@ -368,7 +376,7 @@ def test_an_unexpected_error_is_one_line_with_exit_1(monkeypatch):
 def test_convscope_debug_shows_the_traceback(monkeypatch):
     import convscope.commands.models as models_cmd
 
-    monkeypatch.setattr(models_cmd, "rows", lambda pattern: 1 / 0)
+    monkeypatch.setattr(models_cmd, "run", lambda args: 1 / 0)
     res = cli("models", env={"CONVSCOPE_DEBUG": "1"})
     assert "Traceback" in res.err and "ZeroDivisionError" in res.err
 
@@ -376,10 +384,10 @@ def test_convscope_debug_shows_the_traceback(monkeypatch):
 def test_ctrl_c_is_exit_130(monkeypatch):
     import convscope.commands.models as models_cmd
 
-    def stop(pattern):
+    def stop(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(models_cmd, "rows", stop)
+    monkeypatch.setattr(models_cmd, "run", stop)
     res = cli("models")
     assert res.code == 130 and "Traceback" not in res.text and "interrupted" in res.err
 
@@ -393,10 +401,10 @@ def test_ctrl_c_is_exit_130(monkeypatch):
 def test_os_errors_name_the_file(monkeypatch, tmp_path, exc, words):
     import convscope.commands.models as models_cmd
 
-    def fail(pattern):
+    def fail(args):
         raise exc(tmp_path / "thing")
 
-    monkeypatch.setattr(models_cmd, "rows", fail)
+    monkeypatch.setattr(models_cmd, "run", fail)
     res = cli("models")
     assert_fails_well(res, str(tmp_path / "thing"))
     assert words in res.err
