@@ -96,10 +96,11 @@ def plot_kernels(model: nn.Module, out: str | Path, *, layer: str | None = None,
     ax.set_axis_off()
     ax.set_title(f"{title}\n{what}" if title else what, fontsize=9)
     fig.tight_layout()
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
-def _save(fig: Any, out: str | Path) -> Path:
+def save_figure(fig: Any, out: str | Path) -> Path:
+    """Write a matplotlib figure to `out` (folders made) and close it."""
     import matplotlib.pyplot as plt
 
     path = Path(out)
@@ -171,7 +172,7 @@ def plot_activations(model: nn.Module, x: torch.Tensor, out: str | Path, *, conf
         ax.set_axis_off()
     _probability_bars(axes[-1], probs, labels)
     fig.tight_layout()
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 def _probability_bars(ax: Any, probs: np.ndarray, labels: Sequence[Any]) -> None:

@@ -7,15 +7,17 @@ building the parser never imports torch, so `convscope conv` stays light.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
-from typing import Any, Iterator
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 from convscope import limits
 from convscope.errors import UserError
 
 __all__ = ["UserError", "RegistryChoices", "add_data_options", "add_optim_options", "add_runtime_options",
-           "add_output_options", "add_model_arg_option", "parse_model_args"]
+           "add_output_options", "add_model_arg_option", "parse_model_args", "runtime", "print_experiment"]
 
 
 class RegistryChoices:
@@ -98,3 +100,25 @@ def parse_model_args(items: list[str]) -> dict[str, Any]:
         except json.JSONDecodeError:
             out[key] = value
     return out
+
+
+@contextlib.contextmanager
+def runtime(args: argparse.Namespace) -> Iterator[Any]:
+    """The device and thread settings of --device/--threads, undone afterwards."""
+    from convscope.train.runtime import setup, teardown
+
+    rt = setup(args.device, args.threads)
+    try:
+        yield rt
+    finally:
+        teardown(rt)
+
+
+def print_experiment(args: argparse.Namespace, result: dict, format_table: Callable[[dict], str],
+                     figure: str) -> None:
+    """An experiment's results.json (--json), or its table and where its files are."""
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(format_table(result))
+    print(f"-> {Path(args.out) / 'results.json'}, {Path(args.out) / figure}")

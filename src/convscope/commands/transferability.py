@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from convscope import limits
-from convscope.commands._common import add_model_arg_option, parse_model_args
+from convscope.commands._common import add_model_arg_option, parse_model_args, print_experiment, runtime
 
 NAME = "transferability"
 HELP = "how transferable is each layer? (Yosinski et al. 2014: BnB, BnB+, AnB, AnB+)"
@@ -46,21 +45,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from convscope.train.runtime import setup, teardown
     from convscope.transfer.transferability import format_table, transferability
 
-    rt = setup(args.device, args.threads)
-    try:
+    with runtime(args) as rt:
         result = transferability(args.data, Path(args.out), model=args.model,
                                  model_kwargs=parse_model_args(args.model_arg), epochs=args.epochs,
                                  subset=args.subset or None, repeats=args.repeats, seed=args.seed, lr=args.lr,
                                  batch_size=args.batch_size, progress=not args.quiet, runtime=rt,
                                  keep_runs=args.keep_runs)
-    finally:
-        teardown(rt)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(format_table(result))
-        print(f"-> {Path(args.out) / 'results.json'}, {Path(args.out) / 'figure2.png'}")
+    print_experiment(args, result, format_table, "figure2.png")
     return 0
