@@ -413,3 +413,15 @@ def test_os_errors_name_the_file(monkeypatch, tmp_path, exc, words):
 def test_argparse_errors_exit_2():
     assert_fails_well(cli("train", "--no-such-option"), "--no-such-option")
     assert_fails_well(cli("no-such-command"), "no-such-command")
+
+
+def test_a_batch_larger_than_the_data_records_the_real_images_per_second(tmp_path):
+    from convscope.data import get_dataset
+
+    out = tmp_path / "big-batch"
+    res = cli(*TRAIN, "--batch-size", "60000", "--threads", "1", "--out", out)
+    assert res.code == 0, str(res)
+    row = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    n = len(get_dataset("synthetic").train.images)
+    seen = row["images_per_second"] * row["seconds"]  # what the epoch claims it trained on
+    assert seen <= n * 1.01 + 1, (seen, n)
