@@ -245,6 +245,8 @@ def _check_value(dest: str, value: object, action: argparse.Action) -> str | Non
                     problem = f"must be a whole number, got {v:g}"
                 if problem:
                     return problem
+            elif action.type is float and isinstance(v, float) and not math.isfinite(v):
+                return f"must be a finite number, got {v}"
             elif dest == "device" and isinstance(v, str):
                 device(v)
             elif dest == "out" and isinstance(v, (str, Path)) and str(v) != str(action.default):
