@@ -252,7 +252,14 @@ def _check_value(dest: str, value: object, action: argparse.Action) -> str | Non
             elif dest == "out" and isinstance(v, (str, Path)) and str(v) != str(action.default):
                 shown = str(action.metavar or "")
                 suffix = Path(shown).suffix if "." in shown and not shown.startswith(".") else ""
-                (out_file(suffix) if suffix else out_dir)(str(v))
+                if suffix:
+                    out_file(suffix)(str(v))
+                elif "FILE" in shown.upper():  # a file of the command's own format: its folder must be one
+                    if Path(v).expanduser().is_dir():
+                        raise argparse.ArgumentTypeError(f"{v} is a folder; give a file name")
+                    _check_parents(Path(v).expanduser(), str(v))
+                else:
+                    out_dir(str(v))
         except argparse.ArgumentTypeError as exc:
             return str(exc)
     return None

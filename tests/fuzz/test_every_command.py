@@ -43,8 +43,19 @@ def _role(action: argparse.Action) -> str:
     if action.dest in IMAGE_DESTS or "IMAGE" in meta:
         return "image"
     if action.dest == "out":
-        return "out-file" if Path(meta).suffix else "out-dir"
+        return "out-file" if Path(meta).suffix or "FILE" in meta.upper() else "out-dir"
     return "other"
+
+
+def _suffix(action: argparse.Action) -> str:
+    """The extension an output file takes: from its metavar (FILE.png) or its help (e.g. model.onnx)."""
+    import re
+
+    meta = Path(str(action.metavar or ""))
+    if meta.suffix:
+        return meta.suffix
+    found = re.search(r"\b[A-Za-z_]\w+(\.[a-z][a-z0-9]{1,4})\b", str(action.help or ""))  # not "e.g."
+    return found.group(1) if found else ".out"
 
 
 def _numeric(action: argparse.Action) -> str | None:
@@ -69,7 +80,7 @@ def _valid(action: argparse.Action, ctx: dict) -> list[str]:
     if role == "image":
         return [str(ctx["image"])]
     if role == "out-file":
-        return [str(ctx["tmp"] / f"out{Path(str(action.metavar)).suffix}")]
+        return [str(ctx["tmp"] / f"out{_suffix(action)}")]
     if role == "out-dir":
         return [str(ctx["tmp"] / "out")]
     if action.dest == "data":
@@ -253,7 +264,7 @@ def test_out_under_a_file(ctx, name, dest):
     action = _action(name, dest)
     blocker = ctx["tmp"] / "blocker"
     blocker.write_text("x")
-    suffix = Path(str(action.metavar)).suffix if _role(action) == "out-file" else ""
+    suffix = _suffix(action) if _role(action) == "out-file" else ""
     argv = [*base_argv(name, ctx, skip=dest), action.option_strings[0], str(blocker / f"inside{suffix}")]
     assert_fails_well(cli(*argv), str(blocker))
 
