@@ -24,10 +24,13 @@ from typing import Callable
 
 from convscope.errors import ImageTooLarge
 
-# 40 megapixels: an 8000x5000 photo (phones take 12-50 MP). Decoded as RGB that is
-# 120 MB; the preprocessing's float copies take a few times more. A 12000x12000
-# PNG can be a 140 kB file and still need 1.8 GB once decoded: it is refused.
-MAX_IMAGE_PIXELS = 40_000_000
+# 4096 x 4096 = 16.8 megapixels, for every command and the server (the explorer's
+# file upload uses the same number): a 12-megapixel phone photo fits; larger ones are
+# scaled down first. Decoded as RGB that is 50 MB, and the preprocessing's float
+# copies a few times more. A 12000x12000 PNG can be a 140 kB file and still need
+# 1.8 GB once decoded: it is refused from its header, before anything is decoded.
+MAX_IMAGE_PIXELS = 4096 * 4096
+_LIMIT_WORDS = f"{MAX_IMAGE_PIXELS / 1e6:.1f} megapixels ({MAX_IMAGE_PIXELS:,} pixels, e.g. 4096x4096)"
 
 
 def _fmt(v: float) -> str:
@@ -281,16 +284,14 @@ def check_image_size(width: int, height: int, what: str) -> None:
     pixels = width * height
     if pixels > MAX_IMAGE_PIXELS:
         raise ImageTooLarge(f"{what} is {width}x{height} = {pixels / 1e6:.1f} megapixels; convscope reads images "
-                            f"of at most {MAX_IMAGE_PIXELS / 1e6:g} megapixels ({MAX_IMAGE_PIXELS:,} pixels): "
-                            "scale it down first")
+                            f"of at most {_LIMIT_WORDS}: scale it down first")
 
 
 def too_large(what: str) -> ImageTooLarge:
     """The error for an image Pillow itself refused while opening it as a decompression
     bomb (over twice Pillow's own limit, so far over ours): its size is not known."""
     return ImageTooLarge(f"{what} is a decompression bomb or an enormous image (over {_pillow_limit()} "
-                         f"megapixels); convscope reads images of at most {MAX_IMAGE_PIXELS / 1e6:g} megapixels "
-                         f"({MAX_IMAGE_PIXELS:,} pixels): scale it down first")
+                         f"megapixels); convscope reads images of at most {_LIMIT_WORDS}: scale it down first")
 
 
 def _pillow_limit() -> str:
