@@ -425,3 +425,31 @@ def test_a_batch_larger_than_the_data_records_the_real_images_per_second(tmp_pat
     n = len(get_dataset("synthetic").train.images)
     seen = row["images_per_second"] * row["seconds"]  # what the epoch claims it trained on
     assert seen <= n * 1.01 + 1, (seen, n)
+
+
+def _raised(fn):
+    try:
+        fn()
+    except Exception as exc:  # noqa: BLE001 - the boundary's input
+        return exc
+    raise AssertionError("nothing was raised")
+
+
+def test_the_boundary_names_a_damaged_file_that_a_library_refused(tmp_path):
+    """Exceptions raised deep inside safetensors, torch.load and Pillow still name the file."""
+    import torch
+    from PIL import Image
+    from safetensors.torch import load_file
+
+    from convscope.cli import describe_error
+
+    weights, state, image = tmp_path / "w.safetensors", tmp_path / "state.pt", tmp_path / "i.png"
+    weights.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
+    state.write_bytes(b"PK\x03\x04 not a zip")
+    image.write_bytes(b"not an image")
+    for exc, name in ((_raised(lambda: load_file(str(weights))), weights),
+                      (_raised(lambda: torch.load(state, weights_only=True)), state),
+                      (_raised(lambda: Image.open(image)), image)):
+        code, message = describe_error(exc)
+        assert code == 2 and str(name) in message, (type(exc), message)
+        assert "\n" not in message
