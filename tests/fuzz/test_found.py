@@ -50,6 +50,14 @@ def test_overwrite_with_lr_inf_keeps_the_finished_run(run_copy):
     _kept(run_copy, before)
 
 
+def test_overwrite_that_diverges_keeps_the_finished_run(run_copy):
+    before = snapshot(run_copy)
+    res = cli("train", "--model", "lenet5", "--data", "synthetic", "--epochs", "1", "--lr", "90",
+              "--overwrite", "--quiet", "--threads", "1", "--out", run_copy)
+    assert_fails_well(res, "--lr")
+    _kept(run_copy, before)
+
+
 def test_overwrite_interrupted_in_epoch_1_keeps_the_finished_run(run_copy, monkeypatch):
     before = snapshot(run_copy)
     _interrupt_first_step(monkeypatch)
