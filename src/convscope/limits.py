@@ -101,6 +101,12 @@ LIMITS: dict[str, Limit] = {
     "subset": Limit(int, 0, 10_000_000, what="images per class (0 for all)"),
     "min_epoch": Limit(int, 1, 10_000_000),
     "shots": Limit(int, 1, 10_000_000, what="images per class"),
+    # options of commands other branches add (checked by name through check_options)
+    "steps": Limit(int, 1, 1_000_000),
+    "restarts": Limit(int, 1, 1000),
+    "top_losses": Limit(int, 0, 10_000),
+    "start_lr": Limit(float, 0, 1000, low_open=True, what="learning rate"),
+    "end_lr": Limit(float, 0, 1000, low_open=True, what="learning rate"),
 }
 
 
