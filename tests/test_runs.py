@@ -87,7 +87,7 @@ def test_config_model_may_be_a_plain_name(run):
 def test_builder_kwargs_rejected_name_the_file(run):
     rd, _ = run
     rd.config_path.write_text(json.dumps(_config(bogus=1)))
-    with pytest.raises(RunError, match="does not take the kwargs") as info:
+    with pytest.raises(RunError, match="does not take (the kwargs|bogus)") as info:
         rd.load()
     assert CONFIG in str(info.value)
 

@@ -21,3 +21,13 @@ class RunError(ConvscopeError, ValueError):
 
 class DataError(ConvscopeError, ValueError):
     """A dataset or image that cannot be read or does not fit the model."""
+
+
+class ImageTooLarge(DataError):
+    """An image over `convscope.limits.MAX_IMAGE_PIXELS` (refused before it is decoded)."""
+
+
+def one_line(message: object) -> str:
+    """A message as the one line the command line prints (newlines folded, long tails cut)."""
+    text = " ".join(str(message).split())
+    return text if len(text) <= 600 else text[:597] + "..."

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from convscope.errors import RunError
+from convscope.limits import check_finite_weights, check_run_config
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -140,6 +141,7 @@ class RunDir:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise RunError(f"{self.config_path} is not valid JSON ({exc}); restore it or retrain the run") from None
         model_spec(config, self.config_path)
+        check_run_config(config, self.config_path)  # std 0, NaN, size 0: wrong results, not errors
         return config
 
     def write_config(self, config: dict[str, Any]) -> None:
@@ -200,10 +202,12 @@ class RunDir:
         if path.stat().st_size == 0:
             raise RunError(f"{path} is empty (0 bytes): the weights were never written; retrain the run")
         try:
-            return load_file(str(path), device=str(device))
+            state = load_file(str(path), device=str(device))
         except Exception as exc:  # safetensors raises its own error type, and OSError/ValueError
             raise RunError(f"{path} is not a readable safetensors file ({str(exc).splitlines()[0][:120]}): "
                            "it is truncated or corrupt; retrain the run or restore the file") from None
+        check_finite_weights(state, path)
+        return state
 
     def build(self, config: dict[str, Any] | None = None, *, device: Any = None) -> Any:
         """The run's architecture with fresh weights (on `device`, e.g. "meta")."""

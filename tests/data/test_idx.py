@@ -83,5 +83,5 @@ def test_failed_download_is_a_clear_error(tmp_path, monkeypatch):
         raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried ...")
 
     monkeypatch.setattr(tvd, "FashionMNIST", offline)
-    with pytest.raises(FileNotFoundError, match=r"could not download FashionMNIST .*--root"):
+    with pytest.raises(FileNotFoundError, match=r"could not download FashionMNIST .*--data-root"):
         get_dataset("fashion-mnist", root=str(tmp_path), download=True)

@@ -141,8 +141,8 @@ def test_serve_starts_prints_its_address_and_answers(tmp_path, workers):
                     health = json.load(r)
             except OSError:
                 time.sleep(0.2)
-        assert health == {"status": "ok", "model": "lenet5", "run": str(run), "dataset": "mnist",
-                          "classes": [str(i) for i in range(10)], "random_weights": False, "origin": str(run)}
+        assert health == {"status": "ok", "model": "lenet5", "run": run.name, "dataset": "mnist",
+                          "classes": [str(i) for i in range(10)], "random_weights": False, "origin": run.name}
         with urllib.request.urlopen(url + "/", timeout=10) as r:
             assert b'data-testid="draw-canvas"' in r.read()
     finally:

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from convscope import limits
 from convscope.errors import UserError
 
 __all__ = ["UserError", "RegistryChoices", "add_data_options", "add_optim_options", "add_runtime_options",
@@ -52,7 +53,7 @@ def add_data_options(p: argparse.ArgumentParser, *, required: bool = False, defa
     """--data, --image-size, --data-root, --download."""
     p.add_argument("--data", required=required,
                    help="mnist, fashion-mnist, cifar10, synthetic or folder:PATH" + default_help)
-    p.add_argument("--image-size", type=int, help="resize the dataset's images to this square size")
+    p.add_argument("--image-size", type=limits.arg("image_size"), help="resize the dataset's images to this square size")
     p.add_argument("--data-root", help="where the dataset files are")
     p.add_argument("--download", action="store_true", help="let torchvision download the dataset")
 
@@ -61,18 +62,18 @@ def add_optim_options(p: argparse.ArgumentParser, *, epochs: int | None = None, 
                       lr: float | None = None, lr_help: str = "peak learning rate",
                       batch_size: int | None = None, optimizer: str | None = None) -> None:
     """--epochs, --batch-size, --lr, --optimizer, --weight-decay, --augment, --seed."""
-    p.add_argument("--epochs", type=int, default=epochs, help=epochs_help or None)
-    p.add_argument("--batch-size", type=int, default=batch_size, help="global batch size (split over DDP processes)")
-    p.add_argument("--lr", type=float, default=lr, help=lr_help)
+    p.add_argument("--epochs", type=limits.arg("epochs"), default=epochs, help=epochs_help or None)
+    p.add_argument("--batch-size", type=limits.arg("batch_size"), default=batch_size, help="global batch size (split over DDP processes)")
+    p.add_argument("--lr", type=limits.arg("lr"), default=lr, help=lr_help)
     _choice(p, "--optimizer", OPTIMIZERS, "the optimizer", default=optimizer)
-    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--weight-decay", type=limits.arg("weight_decay"))
     _choice(p, "--augment", AUGMENTS, "batched augmentation (auto: by the dataset's kind)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=limits.arg("seed"), default=0)
 
 
 def add_runtime_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
-    p.add_argument("--threads", type=int, help="CPU threads (default: the idle cores, see docs/training.md)")
+    p.add_argument("--device", type=limits.device, help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--threads", type=limits.arg("threads"), help="CPU threads (default: the idle cores, see docs/training.md)")
 
 
 def add_output_options(p: argparse.ArgumentParser, *, json_help: str) -> None:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from convscope import limits
+
 NAME = "activations"
 HELP = "draw each layer's feature maps for one image, from the input to the output probabilities"
 DESCRIPTION = """\
@@ -20,8 +22,8 @@ ORDER = 31
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN", help="a run folder written by `convscope train`")
-    parser.add_argument("image", metavar="IMAGE", help="an image file (PNG, JPEG, ...)")
-    parser.add_argument("--out", default="activations.png", metavar="FILE.png",
+    parser.add_argument("image", type=limits.image_file, metavar="IMAGE", help="an image file (PNG, JPEG, ...)")
+    parser.add_argument("--out", type=limits.out_file(".png"), default="activations.png", metavar="FILE.png",
                         help="where to write (default activations.png)")
 
 

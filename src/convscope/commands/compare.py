@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from convscope import limits
+
 NAME = "compare"
 HELP = "ImageNet top-1 vs multiply-adds for the zoo: a table and a bubble chart (area = parameters)"
 DESCRIPTION = """\
@@ -23,7 +25,7 @@ ORDER = 22
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("names", nargs="*", metavar="NAME", help="models to compare (default: every registered model)")
-    parser.add_argument("--out", default=None, metavar="FILE.png", help="write the bubble chart here")
+    parser.add_argument("--out", type=limits.out_file(".png"), default=None, metavar="FILE.png", help="write the bubble chart here")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
 
 

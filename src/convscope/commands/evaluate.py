@@ -5,6 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
+from convscope import limits
+
 NAME = "evaluate"
 HELP = "score a trained run: top-1, top-5, per-class accuracy, confusion matrix, top losses"
 ORDER = 55
@@ -24,12 +26,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="a run folder written by `convscope train`")
     p.add_argument("--data", help="dataset name (default: the one the run was trained on)")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    p.add_argument("--out", help="folder for the confusion-matrix PNG (default: the run folder)")
+    p.add_argument("--out", type=limits.out_dir, help="folder for the confusion-matrix PNG (default: the run folder)")
     p.add_argument("--gallery", metavar="FILE", help="where to write the top-losses PNG "
                    "(default: top-losses-<data>-<split>.png beside the confusion matrix)")
     p.add_argument("--top-losses", type=int, default=16, metavar="N", help="images in the gallery (default 16)")
     p.add_argument("--data-root", help="where the dataset files are")
-    p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--device", type=limits.device, help="cpu or cuda (default: cuda when present)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 

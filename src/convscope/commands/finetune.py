@@ -5,6 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
+from convscope import limits
 from convscope.commands._common import add_data_options, add_optim_options, add_output_options, add_runtime_options
 
 NAME = "finetune"
@@ -30,14 +31,14 @@ examples:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from", dest="source", required=True, metavar="RUN|torchvision:NAME",
                    help="a run folder, or torchvision:NAME[:WEIGHTS] (fetched once into $TORCH_HOME)")
-    p.add_argument("--out", required=True, help="the new run folder")
+    p.add_argument("--out", type=limits.out_dir, required=True, help="the new run folder")
     p.add_argument("--freeze", default="0", metavar="N|all",
                    help="stages frozen for the whole run, from the input (default 0)")
-    p.add_argument("--reinit", type=int, default=0, metavar="N", help="last N stages get fresh weights")
+    p.add_argument("--reinit", type=limits.arg("reinit"), default=0, metavar="N", help="last N stages get fresh weights")
     p.add_argument("--keep-head", action="store_true",
                    help="keep the source's output layer (same classes) instead of a new head")
-    p.add_argument("--freeze-epochs", type=int, default=1, help="head-only epochs first (default 1; 0 skips)")
-    p.add_argument("--body-lr-mult", type=float, default=0.1,
+    p.add_argument("--freeze-epochs", type=limits.arg("freeze_epochs"), default=1, help="head-only epochs first (default 1; 0 skips)")
+    p.add_argument("--body-lr-mult", type=limits.arg("body_lr_mult"), default=0.1,
                    help="first stage's lr as a fraction of the head's in phase 2 (default 0.1)")
     add_data_options(p, required=True, default_help="; torchvision sources: --image-size defaults to their crop")
     add_optim_options(p, epochs=3, epochs_help="epochs after unfreezing (default 3)", lr=0.05,
@@ -47,9 +48,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from convscope.errors import RunError
     from convscope.runs import RunDir
     from convscope.transfer import finetune
 
+    if RunDir(args.out).exists() and not args.overwrite:  # finetune has no --resume: say only what it has
+        raise RunError(f"{args.out} already holds a run; replace it with --overwrite, or choose another --out")
     extra = {k: getattr(args, k) for k in ("weight_decay", "augment") if getattr(args, k) is not None}
     out = finetune(args.source, args.data, Path(args.out), freeze=args.freeze, reinit=args.reinit,
                    keep_head=args.keep_head, epochs=args.epochs, freeze_epochs=args.freeze_epochs, lr=args.lr,

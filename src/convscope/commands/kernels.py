@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from convscope import limits
+
 NAME = "kernels"
 HELP = "draw a convolution's learned filters as an image grid (colour for RGB filters, grey otherwise)"
 DESCRIPTION = """\
@@ -26,7 +28,7 @@ ORDER = 30
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", metavar="RUN|NAME", help="a run folder, or a registered model (random weights)")
     parser.add_argument("--layer", default=None, help="the convolution to draw, by module name (default: the first)")
-    parser.add_argument("--out", default="kernels.png", metavar="FILE.png", help="where to write (default kernels.png)")
+    parser.add_argument("--out", type=limits.out_file(".png"), default="kernels.png", metavar="FILE.png", help="where to write (default kernels.png)")
 
 
 def run(args: argparse.Namespace) -> int:

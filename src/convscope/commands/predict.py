@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from convscope import limits
+
 NAME = "predict"
 HELP = "classify image files with a trained run (top-k labels and probabilities)"
 ORDER = 60
@@ -18,8 +20,8 @@ examples:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="a run folder written by `convscope train`")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
-    p.add_argument("--top", type=int, default=5, help="how many classes to list per image (default 5)")
+    p.add_argument("images", nargs="+", type=limits.image_file, metavar="IMAGE", help="image files (PNG, JPEG, ...)")
+    p.add_argument("--top", type=limits.arg("top"), default=5, help="how many classes to list per image (default 5)")
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per image")
 
 

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"convscope explorer: {explorer.origin}")
     print(f"  open http://{host}:{port}   (Ctrl+C to stop)", flush=True)
-    common = dict(log_level="warning", access_log=False, timeout_graceful_shutdown=2)
+    common = dict(log_level="warning", access_log=False, timeout_graceful_shutdown=2, log_config=_log_config())
     if args.workers == 1:
         uvicorn.Server(uvicorn.Config(app, **common)).run(sockets=[sock])
         return 0
@@ -103,3 +103,29 @@ def _bind(host: str, port: int):
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+class QuietShutdown:
+    """A logging filter: at Ctrl-C uvicorn cancels requests still arriving and logs each
+    cancellation with a traceback; the user asked it to stop, so these say nothing."""
+
+    def filter(self, record) -> bool:
+        import asyncio
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, asyncio.CancelledError):
+            return False
+        return not str(record.msg).startswith("Cancel ")  # "Cancel N running task(s), timeout ... exceeded"
+
+
+def _log_config() -> dict:
+    """uvicorn's own logging set-up plus QuietShutdown (a dict, so --workers processes get it too)."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})["quiet_shutdown"] = {"()": f"{__name__}.QuietShutdown"}
+    for handler in config["handlers"].values():
+        handler.setdefault("filters", []).append("quiet_shutdown")
+    return config

@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from convscope import limits
 from convscope.commands._common import (SCHEDULES, UserError, add_data_options, add_model_arg_option,
                                         add_optim_options, add_output_options, add_runtime_options,
                                         parse_model_args)
@@ -28,18 +29,18 @@ recipes: mnist-fast, fashion-fast, fashion-best (see docs/training.md)."""
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="registered model name (default: the recipe's, else lenet5)")
     p.add_argument("--recipe", help="named settings: mnist-fast, fashion-fast, fashion-best")
-    p.add_argument("--out", help="run folder (default: runs/MODEL-DATA)")
+    p.add_argument("--out", type=limits.out_dir, help="run folder (default: runs/MODEL-DATA)")
     add_data_options(p, default_help=" (default: the recipe's, else mnist)")
     add_optim_options(p)
     _allow_lr_find(p)
     p.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--momentum", type=float)
+    p.add_argument("--momentum", type=limits.arg("momentum"))
     p.add_argument("--schedule", choices=SCHEDULES, metavar="NAME", help="the lr schedule: %(choices)s")
-    p.add_argument("--step-size", type=int, help="step schedule: epochs between decays")
-    p.add_argument("--gamma", type=float, help="step/plateau: decay factor")
-    p.add_argument("--warmup-epochs", type=float, help="cosine: epochs of linear warm-up")
-    p.add_argument("--label-smoothing", type=float)
-    p.add_argument("--erase-p", type=float, help="fashion/natural: random-erasing probability (default 0.5)")
+    p.add_argument("--step-size", type=limits.arg("step_size"), help="step schedule: epochs between decays")
+    p.add_argument("--gamma", type=limits.arg("gamma"), help="step/plateau: decay factor")
+    p.add_argument("--warmup-epochs", type=limits.arg("warmup_epochs"), help="cosine: epochs of linear warm-up")
+    p.add_argument("--label-smoothing", type=limits.arg("label_smoothing"))
+    p.add_argument("--erase-p", type=limits.arg("erase_p"), help="fashion/natural: random-erasing probability (default 0.5)")
     add_model_arg_option(p)
     add_runtime_options(p)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its state/")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from convscope import limits
 from convscope.commands._common import print_experiment, runtime
 
 NAME = "transfer-vs-scratch"
@@ -20,31 +21,24 @@ examples:
   convscope transfer-vs-scratch --source runs/mnist --data fashion-mnist --repeats 3 --json --out runs/m2f"""
 
 
-def _shots(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--shots {text!r}: give whole numbers separated by commas, e.g. 10,100,1000")
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", required=True, metavar="RUN|torchvision:NAME", help="the trained source")
     p.add_argument("--data", required=True, help="the target dataset")
-    p.add_argument("--shots", type=_shots, default=[10, 100, 1000], help="images per class (default 10,100,1000)")
-    p.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs after the head-only one (default 3); "
+    p.add_argument("--shots", type=limits.number_list("shots"), default=[10, 100, 1000], help="images per class (default 10,100,1000)")
+    p.add_argument("--epochs", type=limits.arg("epochs"), default=3, help="fine-tuning epochs after the head-only one (default 3); "
                                                           "scratch trains freeze-epochs + epochs")
-    p.add_argument("--freeze-epochs", type=int, default=1)
-    p.add_argument("--lr", type=float, default=0.05)
-    p.add_argument("--body-lr-mult", type=float, default=0.1)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--min-epoch", type=int, default=1024,
+    p.add_argument("--freeze-epochs", type=limits.arg("freeze_epochs"), default=1)
+    p.add_argument("--lr", type=limits.arg("lr"), default=0.05)
+    p.add_argument("--body-lr-mult", type=limits.arg("body_lr_mult"), default=0.1)
+    p.add_argument("--batch-size", type=limits.arg("batch_size"), default=64)
+    p.add_argument("--min-epoch", type=limits.arg("min_epoch"), default=1024,
                    help="a small train split is repeated to at least this many images per epoch (default 1024)")
-    p.add_argument("--repeats", type=int, default=1, help="seeds per k (default 1)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int)
-    p.add_argument("--device")
+    p.add_argument("--repeats", type=limits.arg("repeats"), default=1, help="seeds per k (default 1)")
+    p.add_argument("--seed", type=limits.arg("seed"), default=0)
+    p.add_argument("--threads", type=limits.arg("threads"))
+    p.add_argument("--device", type=limits.device)
     p.add_argument("--keep-runs", action="store_true", help="keep the run folders of every model")
-    p.add_argument("--out", required=True, help="output folder (resumes what is there)")
+    p.add_argument("--out", type=limits.out_dir, required=True, help="output folder (resumes what is there)")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--json", action="store_true", help="print results.json")
 

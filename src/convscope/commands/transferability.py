@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from convscope import limits
 from convscope.commands._common import add_model_arg_option, parse_model_args, print_experiment, runtime
 
 NAME = "transferability"
@@ -28,17 +29,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="fashion-mnist", help="a dataset with at least 4 classes (default fashion-mnist)")
     p.add_argument("--model", default="lenet5", help="registered model (default lenet5: L = 4 stages)")
     add_model_arg_option(p, "small_input=true")
-    p.add_argument("--epochs", type=int, default=4, help="epochs of every network (default 4)")
-    p.add_argument("--subset", type=int, default=2000,
+    p.add_argument("--epochs", type=limits.arg("epochs"), default=4, help="epochs of every network (default 4)")
+    p.add_argument("--subset", type=limits.arg("subset"), default=2000,
                    help="training images per class (default 2000; 0 for all)")
-    p.add_argument("--repeats", type=int, default=1, help="random A/B splits, each a full grid (default 1)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--lr", type=float, default=0.05)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--threads", type=int, help="CPU threads")
-    p.add_argument("--device", help="cpu or cuda")
+    p.add_argument("--repeats", type=limits.arg("repeats"), default=1, help="random A/B splits, each a full grid (default 1)")
+    p.add_argument("--seed", type=limits.arg("seed"), default=0)
+    p.add_argument("--lr", type=limits.arg("lr"), default=0.05)
+    p.add_argument("--batch-size", type=limits.arg("batch_size"), default=128)
+    p.add_argument("--threads", type=limits.arg("threads"), help="CPU threads")
+    p.add_argument("--device", type=limits.device, help="cpu or cuda")
     p.add_argument("--keep-runs", action="store_true", help="keep every treatment's run folder")
-    p.add_argument("--out", required=True, help="output folder (resumes what is there)")
+    p.add_argument("--out", type=limits.out_dir, required=True, help="output folder (resumes what is there)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print results.json")
 

@@ -211,6 +211,12 @@ def build(name: str, classes: list[str], pools: dict[str, tuple[np.ndarray, np.n
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if len(classes) < 2:  # one class "trains" to 100% and learns nothing
+        from convscope.errors import DataError
+
+        raise DataError(f"{name} has {len(classes)} class{'' if len(classes) == 1 else 'es'}"
+                        f"{' (' + ', '.join(map(str, classes)) + ')' if classes else ''}: a classifier needs at "
+                        "least 2; give each class its own subfolder")
     x, y = pools["train"]
     if image_size is not None:
         if image_size < 8:

@@ -82,6 +82,6 @@ def torchvision_download(name: str, root: Path) -> dict[str, tuple[np.ndarray, n
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise FileNotFoundError(
                 f"could not download {name} into {root} ({first}). Check the network, or copy "
-                f"the four IDX files into {root / name / 'raw'} and pass --root {root}") from exc
+                f"the four IDX files into {root / name / 'raw'} and pass --data-root {root}") from exc
         pools[split] = (ds.data.numpy()[:, None], ds.targets.numpy().astype(np.int64))
     return pools

@@ -48,7 +48,7 @@ def load_cifar10(*, root: str | None, download: bool, seed: int, val_fraction: f
     if not download and not (base / FOLDER).is_dir():
         raise FileNotFoundError(
             f"CIFAR-10 not found: no {FOLDER} folder in {base}. Pass --download / download=True "
-            f"to fetch it there, or --root / root=FOLDER where {FOLDER} lives")
+            f"to fetch it there, or --data-root / root=FOLDER where {FOLDER} lives")
     pools, classes = {}, []
     for split, train in (("train", True), ("test", False)):
         try:

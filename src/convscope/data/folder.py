@@ -17,10 +17,13 @@ unless `channels` says), and resized to `image_size` x `image_size` (default
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from convscope.limits import check_image_size, too_large
 
 from ._base import Dataset, build
 from .preprocess import load_image, resize_pil
@@ -66,8 +69,13 @@ def _majority_channels(paths: list[Path]) -> int:
     grey = 0
     for path in paths:
         try:
-            with Image.open(path) as img:  # reads the header only
-                grey += img.mode in _GREY_MODES or (img.mode == "P" and _grey_palette(img))
+            with warnings.catch_warnings():  # the size is checked here, from the header
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(path) as img:  # reads the header only
+                    check_image_size(img.width, img.height, str(path))
+                    grey += img.mode in _GREY_MODES or (img.mode == "P" and _grey_palette(img))
+        except Image.DecompressionBombError:
+            raise too_large(str(path)) from None
         except (UnidentifiedImageError, OSError) as exc:
             raise ValueError(f"cannot read {path} as an image ({exc}): fix or remove it") from exc
     return 1 if grey > len(paths) - grey else 3

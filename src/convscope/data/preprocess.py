@@ -41,7 +41,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from convscope.errors import DataError, RunError
+from convscope.data.decode import open_image
+from convscope.errors import DataError, ImageTooLarge, RunError
 
 ImageLike = Union[Image.Image, np.ndarray, torch.Tensor, str, Path, bytes]
 
@@ -72,9 +73,10 @@ def load_image(source: ImageLike) -> Image.Image:
 
 def _open(fp: Any, what: str) -> Image.Image:
     try:
-        with Image.open(fp) as img:
-            img.load()
+        with open_image(fp, what) as img:  # the one pixel limit, from the header
             return ImageOps.exif_transpose(img)
+    except ImageTooLarge:
+        raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"cannot read {what} as an image ({exc}); use a PNG, JPEG, BMP, GIF, "
                          "TIFF or WebP file") from exc

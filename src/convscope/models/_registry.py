@@ -49,7 +49,15 @@ def create_model(name: str, *, num_classes: int | None = None, in_chans: int | N
         if value is not None:
             _check_count(key, value)
             kwargs[key] = value
-    model = _MODELS[name](**kwargs)
+    try:
+        model = _MODELS[name](**kwargs)
+    except TypeError as exc:
+        if "keyword argument" not in str(exc):
+            raise
+        from convscope.errors import UserError
+
+        raise UserError(f"{name} does not take {_bad_keyword(exc, kwargs)}; it accepts: "
+                        f"{', '.join(accepted_kwargs(name)) or 'no keyword arguments'}") from None
     model.model_name = name
     return model
 
@@ -68,3 +76,36 @@ def model_rows(pattern: str | None = None) -> list[dict]:
                     "default_input_size": list(model.default_input_size),
                     "num_classes": linears[-1].out_features if linears else None})
     return out
+
+
+def accepted_kwargs(name: str) -> list[str]:
+    """The keyword arguments model `name`'s builder takes (following **kwargs into the class it builds)."""
+    import inspect
+
+    seen: list[str] = []
+    todo = [_MODELS[name]]
+    while todo:
+        fn = todo.pop()
+        try:
+            params = inspect.signature(fn).parameters.values()
+        except (TypeError, ValueError):  # pragma: no cover - builtins
+            continue
+        for p in params:
+            if p.kind is p.VAR_KEYWORD:
+                # the builder passes **kwargs on: to the class it returns, when annotated
+                ret = inspect.signature(fn).return_annotation
+                cls = fn.__globals__.get(ret) if isinstance(ret, str) else ret
+                if isinstance(cls, type):
+                    todo.append(cls.__init__)
+            elif p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self" and p.name not in seen:
+                seen.append(p.name)
+    return seen
+
+
+def _bad_keyword(exc: TypeError, kwargs: dict) -> str:
+    import re
+
+    m = re.search(r"keyword argument '([^']+)'", str(exc))
+    if m:
+        return f"{m.group(1)}={kwargs.get(m.group(1))!r}"
+    return "one of " + ", ".join(kwargs)

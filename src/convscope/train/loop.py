@@ -248,7 +248,8 @@ class _Fit:
         row = {"epoch": len(self.prior) + self.epoch, "train_loss": train_loss, "val_loss": val["loss"],
                "val_top1": val["top1"],
                "val_top5": val["top5"], "lr": self.opt.param_groups[0]["lr"], "seconds": round(seconds, 3),
-               "images_per_second": round(self.steps * self.cfg.batch_size / max(seconds, 1e-9), 1)}
+               "images_per_second": round(self.steps * min(self.cfg.batch_size, len(self.train_data))
+                                            / max(seconds, 1e-9), 1)}  # a batch over the data set is the data set
         if self.phase is not None:
             row["phase"] = self.phase
         self.history.append(row)

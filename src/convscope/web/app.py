@@ -93,6 +93,18 @@ def _page() -> bytes:
     return html.replace("<!-- optional scripts -->", tags).encode()
 
 
+def _check_json_type(request: Request) -> None:
+    """InputError 415 for a body declared as something other than JSON (a form post
+    from another site, say); no Content-Type at all is read as JSON."""
+    declared = request.headers.get("content-type")
+    if declared is None:
+        return
+    kind = declared.split(";")[0].strip().lower()
+    if kind != "application/json" and not (kind.startswith("application/") and kind.endswith("+json")):
+        raise InputError(f"the body is declared as {kind or 'nothing'!r}; send JSON with "
+                         "Content-Type: application/json", 415)
+
+
 def _int(request: Request, key: str, default: int | None) -> int | None:
     raw = request.query_params.get(key)
     if raw is None or raw == "":
@@ -124,9 +136,10 @@ def create_app(run_dir: str | Path | None = None, *, explorer: Explorer | None =
 
     @app.get("/api/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "model": explorer.name, "run": explorer.run_dir,
+        # the run's folder name only: its absolute path would tell any client the server's layout
+        return {"status": "ok", "model": explorer.name, "run": explorer.run_name,
                 "dataset": explorer.config.get("dataset"), "classes": explorer.classes,
-                "random_weights": explorer.random_weights, "origin": explorer.origin}
+                "random_weights": explorer.random_weights, "origin": explorer.origin_name}
 
     @app.get("/api/model")
     async def model_info() -> Response:
@@ -137,6 +150,7 @@ def create_app(run_dir: str | Path | None = None, *, explorer: Explorer | None =
         # Small networks run on the event loop on purpose: one forward of lenet5 is
         # ~0.2 ms, less than a hop to the thread pool (see docs/benchmarks.md).
         try:
+            _check_json_type(request)
             obj = parse_body(await read_body(request))
             if "sample" in obj:
                 index = obj["sample"]

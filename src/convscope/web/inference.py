@@ -111,6 +111,15 @@ class Explorer:
         return str((self.config.get("model") or {}).get("name") or getattr(self.model, "model_name", None)
                    or type(self.model).__name__)
 
+    @property
+    def run_name(self) -> str | None:
+        """The run's folder name: clients never see the server's absolute paths."""
+        return Path(self.run_dir).name if self.run_dir else None
+
+    @property
+    def origin_name(self) -> str | None:
+        return self.run_name if self.origin == self.run_dir else self.origin
+
     # ---- forward -----------------------------------------------------------------------
     def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Logits (1, K) and the value of every node, for one normalised (1, C, H, W) input."""
@@ -188,7 +197,7 @@ class Explorer:
                 w = mod.weight.detach().double()
                 b = mod.bias.detach().double() if mod.bias is not None else torch.zeros(w.shape[0])
                 kernels[layer["name"]] = {"shape": list(w.shape), "weight": w.tolist(), "bias": b.tolist()}
-        return {"model": self.name, "run": self.run_dir, "origin": self.origin, "dataset": self.config.get("dataset"),
+        return {"model": self.name, "run": self.run_name, "origin": self.origin_name, "dataset": self.config.get("dataset"),
                 "random_weights": self.random_weights, "classes": self.classes,
                 "input_size": list(self.input_size), "normalization": self.config["normalization"],
                 "preprocessing": self.config.get("preprocessing"), "graph": "fx" if self.graph.gm is not None else "chain",
