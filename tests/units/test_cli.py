@@ -79,7 +79,7 @@ def test_unwritable_out_is_one_line(lenet_run, tmp_path, capsys):
     blocker.write_text("x")
     for command in ("units", "tuning"):
         code, _, err = _run(capsys, command, str(lenet_run), "--layer", "conv1", "--out", str(blocker / "sub"))
-        assert code == 2 and err.count("\n") == 1 and "cannot write to --out" in err
+        assert code == 2 and err.count("\n") == 1 and "--out" in err and str(blocker) in err
 
 
 def test_a_name_needs_data(tmp_path, capsys):

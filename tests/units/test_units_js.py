@@ -18,13 +18,13 @@ PAGE = """<!doctype html><html><body>
 <section class="layer" data-name="conv1" data-testid="layer-conv1">
   <canvas class="map" data-map="3" data-testid="map-3" width="28" height="28"></canvas></section>
 <section class="layer" data-name="fc1"><canvas class="map" data-map="0" data-testid="fc-map" width="8" height="8"></canvas></section>
-<script>window.CS = {engine: {kind: "server"}};</script>
+<script src="/static/engine.js"></script>
 <script src="/static/units.js"></script></body></html>"""
 
 
 @pytest.mark.e2e
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (sudo apt-get install chromium)")
 def test_click_a_channel(lenet_run, tmp_path):
+    assert CHROMIUM, "chromium is not installed: sudo apt-get install -y chromium"
     from fastapi import FastAPI
     from fastapi.responses import HTMLResponse
     from fastapi.staticfiles import StaticFiles
@@ -45,7 +45,8 @@ def test_click_a_channel(lenet_run, tmp_path):
     app.get("/", response_class=HTMLResponse)(lambda: PAGE)
     errors: list[str] = []
     with live_server(app) as url, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                                                  "--disable-component-update", "--no-first-run"])
         page = browser.new_page()
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(url + "/")

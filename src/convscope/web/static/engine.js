@@ -13,6 +13,14 @@
     if (!res.ok) throw new Error(body.detail || res.statusText);
     return body;
   }
+  // an answer whose status matters (202: still being computed): {status, body}
+  async function poll(url) {
+    const res = await fetch(url);
+    let body = {};
+    try { body = await res.json(); } catch (_) { /* an empty or non-JSON answer */ }
+    if (!res.ok && res.status !== 202) throw new Error(body.detail || `${res.status} ${res.statusText}`);
+    return { status: res.status, body };
+  }
   const query = (params) => new URLSearchParams(Object.entries(params).filter(([, v]) => v !== undefined && v !== null)).toString();
 
   CS.engine = CS.engine || {
@@ -27,6 +35,9 @@
     layer: (name, opts = {}) => call(`/api/layer?${query({ name, ...opts })}`),
     weights: (name, unit) => call(`/api/weights?${query({ name, unit })}`),
     samples: (opts = {}) => call(`/api/samples?${query(opts)}`),
+    // what a unit sees (a run's layers, computed once and cached): {status: 200 | 202, body}
+    unitLayers: () => poll("/api/units/layers"),
+    units: (layer, channel) => poll(`/api/units?${query({ layer, channel: String(channel) })}`),
     // the Train tab (server mode only): options, start/pause/resume/stop, progress as server-sent events
     train: {
       options: () => call("/api/train/options"),

@@ -1,8 +1,8 @@
 // What a unit sees: click a channel's map to see the dataset patches that drive it hardest
 // (Zeiler & Fergus) and the image made to drive it (feature visualisation, Olah et al.).
 // The server computes a layer once per run (progress shown while it does) and caches it
-// beside the run. Requests go through CS.engine (units() is added here when the engine
-// has none); a model without a run has nothing to rank, and the view stays off.
+// beside the run. Requests go through CS.engine.units (engine.js); a model without a run,
+// or an engine without units (the static site), has nothing to rank, and the view stays off.
 "use strict";
 
 (function () {
@@ -10,19 +10,6 @@
   const POLL_MS = 500;
   let layers = null;     // {name: {channels, receptive_field}} once known; {} when unavailable
   let wanted = null;     // the channel shown now: a newer click cancels the older poll
-
-  async function get(url) {
-    const res = await fetch(url);
-    let body = {};
-    try { body = await res.json(); } catch (_) { /* an empty or non-JSON answer */ }
-    if (!res.ok && res.status !== 202) throw new Error(body.detail || `${res.status} ${res.statusText}`);
-    return { status: res.status, body };
-  }
-  if (CS.engine && !CS.engine.units) {
-    CS.engine.unitLayers = () => get("/api/units/layers");
-    CS.engine.units = (layer, channel) =>
-      get(`/api/units?${new URLSearchParams({ layer, channel: String(channel) })}`);
-  }
 
   const el = (tag, attrs = {}, ...kids) => {
     if (CS.el) return CS.el(tag, attrs, ...kids);
