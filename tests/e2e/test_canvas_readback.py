@@ -127,3 +127,15 @@ def test_fc_cells_are_coloured_by_their_own_unit(drawn):
         assert len(colours) == layer["shape"][0] == len(q)
         got = np.array([[int(v) for v in c[c.index("(") + 1:c.index(")")].split(",")[:3]] for c in colours])
         assert np.abs(got - viridis(q)).max() <= 1, layer["name"]
+
+
+def test_the_guesses_and_bars_are_the_apis(drawn):
+    """First and second guess are ranks 1 and 2 of the answer; bar i shows class i's probability."""
+    page, body = drawn
+    top = body["top"]
+    assert page.get_by_test_id("first-guess").inner_text() == top[0]["label"]
+    assert page.get_by_test_id("second-guess").inner_text() == top[1]["label"]
+    shown = [float(page.get_by_test_id(f"prob-bar-{i}").get_attribute("data-probability")) for i in range(10)]
+    np.testing.assert_allclose(shown, body["probabilities"], rtol=1e-9, atol=1e-12)
+    probs = np.asarray(body["probabilities"])
+    assert top[0]["label"] == str(int(np.argmax(probs))) and top[1]["label"] == str(int(np.argsort(probs)[-2]))
