@@ -123,9 +123,9 @@ MUTANTS: list[Mutant] = [
       "    model = copy.deepcopy(source.model).train()\n"
       "    [m.reset_parameters() for m in model.modules() if hasattr(m, 'reset_parameters')]\n",
       ("tests/transfer/test_transfer_margin.py",), "fine-tuning throws the source's weights away"),
-    M("transfer_nothing_frozen", "src/convscope/transfer/finetune.py",
-      "            p.requires_grad_(on)", "            p.requires_grad_(True)",
-      ("tests/transfer/test_finetune.py", "-k", "frozen"), "frozen stages train anyway"),
+    M("transfer_frozen_stages_trained", "src/convscope/transfer/finetune.py",
+      "    unfrozen = [s for s in plan.stages if s.name not in frozen]", "    unfrozen = list(plan.stages)",
+      ("tests/transfer/test_finetune.py", "-k", "frozen"), "--freeze N: the frozen stages are trained anyway"),
     # ---- the predictor (preprocessing and predict) --------------------------------------------
     M("preprocess_centre_of_mass_off_by_one", "src/convscope/data/preprocess.py",
       "    centre = MNIST_SIZE // 2  # 14", "    centre = MNIST_SIZE // 2 + 1  # 14",
