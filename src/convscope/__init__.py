@@ -15,8 +15,9 @@ _LAZY = {
     "list_models": "convscope.models",
     "import_weights": "convscope.models",
     "summary": "convscope.analysis",
-    "load": "convscope.train.checkpoint",
+    "load": "convscope.runs",
     "get_dataset": "convscope.data",
+    "Predictor": "convscope.predictor",
 }
 
 __all__ = ["__version__", *_LAZY]
