@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -73,9 +74,11 @@ MUTANTS: list[Mutant] = [
       "        probs = torch.softmax(logits[0].double(), dim=0).tolist()",
       "        probs = torch.softmax(logits[0, [0, 1, 2, 4, 3, 5, 6, 7, 8, 9]].double(), dim=0).tolist()",
       ("tests/web/test_topk_ranks.py",), "/api/predict: classes 3 and 4 swapped"),
-    M("predict_command_classes_3_4_swapped", "src/convscope/commands/predict.py",
-      '"label": classes[int(i)]', '"label": classes[{3: 4, 4: 3}.get(int(i), int(i))]',
-      ("tests/web/test_topk_ranks.py", "-k", "predict_command"), "`convscope predict`: labels 3 and 4 swapped"),
+    M("predictor_classes_3_4_swapped", "src/convscope/predictor.py",
+      '"label": str(labels[i]) if i < len(labels) else str(i)',
+      '"label": str(labels[{3: 4, 4: 3}.get(i, i)]) if i < len(labels) else str(i)',
+      ("tests/web/test_topk_ranks.py", "-k", "predict_command"),
+      "`convscope predict` (Predictor.top): labels 3 and 4 swapped"),
     M("page_paints_map_m_plus_1", "src/convscope/web/static/network.js",
       "CS.paint(c, d.q, w, h, m * h * w);", "CS.paint(c, d.q, w, h, (m + 1) * h * w);",
       ("tests/e2e/test_canvas_readback.py",), "the page paints feature map m+1 in map m's canvas"),
@@ -130,9 +133,10 @@ MUTANTS: list[Mutant] = [
     M("preprocess_centre_of_mass_off_by_one", "src/convscope/data/preprocess.py",
       "    centre = MNIST_SIZE // 2  # 14", "    centre = MNIST_SIZE // 2 + 1  # 14",
       ("tests/data/test_preprocess.py",), "MNIST-style centring puts the centre of mass at 15, 15"),
-    M("predict_command_softmax_over_images", "src/convscope/commands/predict.py",
-      "main_logits(model(torch.cat(xs))).float(), dim=1)", "main_logits(model(torch.cat(xs))).float(), dim=0)",
-      ("tests/web/test_topk_ranks.py", "-k", "predict_command"), "`convscope predict` normalises across images"),
+    M("predictor_softmax_over_images", "src/convscope/predictor.py",
+      "        return torch.softmax(self.logits(x), dim=1)", "        return torch.softmax(self.logits(x), dim=0)",
+      ("tests/web/test_topk_ranks.py", "-k", "predict_command"),
+      "Predictor.probabilities normalises across the images of a batch"),
     # ---- the server ---------------------------------------------------------------------------
     M("server_map_min_is_max", "src/convscope/web/encoding.py",
       '        "map_min": [float(v) for v in lo[:, 0]],', '        "map_min": [float(v) for v in hi[:, 0]],',
@@ -266,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"stale {m.name} ({m.file}: old text found {found} times)")
         print(f"{len(mutants) - bad} of {len(mutants)} mutations apply")
         return 1 if bad else 0
+    # SIGTERM unwinds like Ctrl-C: the running pytest is killed and the copy removed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="convscope-mutants-") as tmp:
         tree = Path(tmp)
