@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: bootstrap demo test bench docs clean
+.PHONY: bootstrap demo test bench docs mutants clean
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -16,6 +16,10 @@ test: bootstrap
 
 bench: bootstrap
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# deliberate bugs, each in a copy of the tree: every one must be killed by the tests (scripts/mutants.py)
+mutants: bootstrap
+	@$(PY) scripts/mutants.py
 
 docs: bootstrap
 	@$(PY) -m convscope.docs_build

@@ -125,18 +125,53 @@ def test_matches_torch_avgpool2d(n, k, s, data, ceil):
     assert _ours_or_error(n=n, kernel=k, stride=s, padding=p, ceil_mode=ceil) == theirs
 
 
+def _windows(n: int, k: int, s: int, p: int, d: int) -> tuple[list[int], bool]:
+    """Slide the kernel by hand over the padded row of n + 2p pixels: the first input pixel
+    (taps at first, first + d, ..., first + (k-1) d) of every window that fits, and whether the
+    last window's last tap is the row's last pixel (no pixel left over: the division is exact)."""
+    row = n + 2 * p
+    firsts, first = [], 0
+    while first + (k - 1) * d < row:  # the last tap still lands inside the padded row
+        firsts.append(first)
+        first += s
+    exact = bool(firsts) and firsts[-1] + (k - 1) * d == row - 1
+    return firsts, exact
+
+
+def test_windows_by_hand_on_the_lectures_examples():
+    assert _windows(7, 3, 1, 0, 1) == ([0, 1, 2, 3, 4], True)
+    assert _windows(7, 3, 2, 0, 1) == ([0, 2, 4], True)
+    assert _windows(7, 3, 3, 0, 1) == ([0, 3], False)  # (7 - 3)/3 + 1 = 2.33: pixel 6 is left over
+    assert _windows(7, 3, 3, 1, 1) == ([0, 3, 6], True)
+
+
 @SETTINGS
 @given(n=sizes, k=kernels, s=strides, p=paddings, d=dilations)
 def test_strict_raises_exactly_when_division_is_inexact(n, k, s, p, d):
-    f = d * (k - 1) + 1
-    if n + 2 * p < f:
+    firsts, exact = _windows(n, k, s, p, d)
+    if not firsts:  # the kernel does not fit at all
         return
-    exact = (n + 2 * p - f) % s == 0
     if exact:
-        assert conv_output_size(n, k, s, p, d, strict=True) == (n + 2 * p - f) // s + 1
+        assert conv_output_size(n, k, s, p, d, strict=True) == len(firsts)
     else:
         with pytest.raises(GeometryError, match=r"is not a whole number"):
             conv_output_size(n, k, s, p, d, strict=True)
+
+
+@SETTINGS
+@given(n=sizes, k=kernels, s=strides, p=paddings, d=dilations)
+def test_suggested_paddings_are_the_smallest_that_fit(n, k, s, p, d):
+    """Every padding below max(F', S) whose windows fit exactly, smallest first (up to 3),
+    padding 0 included: found by sliding the kernel by hand."""
+    f_eff = (k - 1) * d + 1
+    want = [{"padding": q, "output": len(_windows(n, k, s, q, d)[0])}
+            for q in range(max(f_eff, s)) if _windows(n, k, s, q, d)[1]][:3]
+    assert suggest_fixes(n, k, s, p, d)["padding"] == want
+
+
+def test_padding_0_is_offered_when_it_fits():
+    assert suggest_fixes(7, 3, 2, 1)["padding"][0] == {"padding": 0, "output": 3}
+    assert suggest_fixes(8, 2, 2, 1)["padding"][0] == {"padding": 0, "output": 4}
 
 
 @SETTINGS

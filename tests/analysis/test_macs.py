@@ -72,8 +72,7 @@ def test_macs_match_fvcore(name, side):
 def test_our_models_macs_match_fvcore(name):
     from fvcore.nn import FlopCountAnalysis
 
-    if name not in list_models():
-        pytest.skip(f"{name} is not registered")
+    assert name in list_models()
     model = create_model(name).eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -94,4 +93,4 @@ def test_lenet5_macs_match_fvcore():
         fa = FlopCountAnalysis(model, torch.zeros(1, 1, 28, 28))
         fa.unsupported_ops_warnings(False)
         ops = fa.by_operator()
-    assert summary(model).total_macs == ops["conv"] + ops["linear"] == 418_600
+    assert summary(model).total_macs == ops["conv"] + ops["linear"]

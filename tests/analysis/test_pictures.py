@@ -93,13 +93,53 @@ def _cli(capsys, *argv):
 
 
 def test_picture_commands_write_pngs(capsys, tmp_path, lenet_run, digit_png):
+    pictures = {}
     for argv in (["kernels", lenet_run], ["kernels", lenet_run, "--layer", "conv2"], ["kernels", "lenet5"],
                  ["activations", lenet_run, digit_png], ["saliency", lenet_run, digit_png],
                  ["saliency", lenet_run, digit_png, "--method", "gradients"]):
         out = tmp_path / f"{argv[0]}-{len(argv)}.png"
         code, text, err = _cli(capsys, *argv, "--out", out)
         assert code == 0, err
-        assert out.stat().st_size > 5_000 and "wrote" in text
+        assert "wrote" in text and str(out) in text
+        pictures[" ".join(map(str, argv[:1] + argv[2:]))] = _decoded(out)
+    _assert_distinct_pictures(pictures)
+
+
+def test_activations_picture_depends_on_the_image(capsys, tmp_path, lenet_run, digit_png):
+    from PIL import Image
+
+    other = tmp_path / "bar.png"
+    a = np.zeros((28, 28), np.uint8)
+    a[13:16, 4:24] = 255  # a horizontal bar, not the vertical one
+    Image.fromarray(a).save(other)
+    shots = {}
+    for img in (digit_png, other):
+        out = tmp_path / f"act-{img.stem}.png"
+        assert _cli(capsys, "activations", lenet_run, img, "--out", out)[0] == 0
+        shots[img.stem] = _decoded(out)
+    _assert_distinct_pictures(shots)
+
+
+def _decoded(path) -> np.ndarray:
+    """The PNG decoded: a real picture (at least 100 x 100) with something drawn on it."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        a = np.asarray(im.convert("RGB"), dtype=np.float32)
+    assert a.shape[0] >= 100 and a.shape[1] >= 100, a.shape
+    # not blank: many distinct colours and real contrast, not one background colour
+    assert a.std() > 10 and len(np.unique(a.reshape(-1, 3), axis=0)) > 50, path
+    return a
+
+
+def _assert_distinct_pictures(pictures: dict[str, np.ndarray]) -> None:
+    names = list(pictures)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            pa, pb = pictures[a], pictures[b]
+            same = pa.shape == pb.shape and np.abs(pa - pb).mean() < 1.0
+            assert not same, f"`{a}` and `{b}` drew the same picture"
 
 
 def test_picture_commands_bad_input(capsys, tmp_path, lenet_run, digit_png):

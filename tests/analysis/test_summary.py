@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
 import pytest
 import torch
 import torchvision
+from torch import nn
 
 from convscope.analysis import summary
 from convscope.models import create_model, list_models
@@ -24,19 +26,17 @@ LECTURE_VGG16 = [224 * 224 * 3,
                  4096, 4096, 1000]
 
 
-def _vgg16_models():
-    with torch.device("meta"):
-        yield "torchvision", torchvision.models.vgg16()
-    if "vgg16" in list_models():
-        yield "convscope", "vgg16"
+def _vgg16(source: str):
+    if source == "torchvision":
+        with torch.device("meta"):
+            return torchvision.models.vgg16()
+    assert "vgg16" in list_models()  # a missing model is a failure, never a skip
+    return "vgg16"
 
 
 @pytest.mark.parametrize("source", ["torchvision", "convscope"])
 def test_vgg16_lecture_numbers(source):
-    models = dict(_vgg16_models())
-    if source not in models:
-        pytest.skip("vgg16 is not registered yet")
-    s = summary(models[source], (3, 224, 224))
+    s = summary(_vgg16(source), (3, 224, 224))
     assert sum(LECTURE_VGG16) == 15_237_608
     assert s.total_params == 138_357_544
     assert s.total_macs == 15_470_264_320  # torchvision's published 15.47 GFLOPs (their "ops" are MACs)
@@ -70,7 +70,10 @@ def test_to_dict_keys_and_json():
             "activation_bytes"} <= set(d)
     for row in d["rows"]:
         assert {"name", "kind", "output_shape", "activations", "params", "macs", "receptive_field", "jump"} <= set(row)
-    assert d["total_params"] == sum(p.numel() for p in create_model("lenet5").parameters()) == 63_802
+    model = create_model("lenet5")
+    by_shape = sum(math.prod(m.weight.shape) + m.bias.numel() for m in model.modules()
+                   if isinstance(m, (nn.Conv2d, nn.Linear)))  # no other layer of lenet5 has weights
+    assert d["total_params"] == by_shape
     assert d["input_size"] == [1, 28, 28]
     assert d["rows"][0]["name"] == "input" and d["rows"][-1]["output_shape"] == [1, 10]
 
@@ -90,6 +93,65 @@ def test_rows_follow_torch_shapes():
     assert rows == seen
 
 
+class LeNet5Harley(nn.Module):
+    """LeNet-5 as the explorer's lenet5 first was (fc 120-100-10), fixed here so the golden
+    table does not move when the zoo's lenet5 does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.relu1, self.pool1 = nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2)
+        self.conv2, self.relu2, self.pool2 = nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2)
+        self.fc1, self.relu3 = nn.Linear(400, 120), nn.ReLU()
+        self.fc2, self.relu4, self.dropout = nn.Linear(120, 100), nn.ReLU(), nn.Dropout(0.5)
+        self.output = nn.Linear(100, 10)
+
+    def forward(self, x):
+        x = self.pool2(self.relu2(self.conv2(self.pool1(self.relu1(self.conv1(x))))))
+        return self.output(self.dropout(self.relu4(self.fc2(self.relu3(self.fc1(x.flatten(1)))))))
+
+
+def _num(token: str) -> int:
+    return 0 if token == "-" else int(token.strip("()").replace(",", ""))
+
+
+def _table_rows(text: str) -> list[dict]:
+    """The layer rows of a printed table: name, kind, output, activations, params, MACs
+    (read from the right: Params, MACs, Other ops, RF, Jump end each row)."""
+    lines = text.splitlines()
+    rules = [i for i, line in enumerate(lines) if line and set(line) == {"-"}]
+    rows = []
+    for line in lines[rules[1] + 1:rules[2]]:
+        t = line.split()
+        rows.append({"name": t[0], "kind": t[1], "output": t[2], "activations": _num(t[3]),
+                     "params": _num(t[-5]), "macs": _num(t[-4])})
+    return rows
+
+
+def check_against_torchinfo(text: str, model: nn.Module, input_size: tuple[int, ...]) -> None:
+    """Every layer row and the totals of a printed table against torchinfo's own counts.
+
+    torchinfo counts a bias addition as a multiply-add; the table does not (MACs of
+    the products only), so torchinfo's figure less one per biased output is the oracle."""
+    import torchinfo
+
+    info = torchinfo.summary(model, (1, *input_size), verbose=0, depth=20, device="meta")
+    leaves = [layer for layer in info.summary_list if layer.is_leaf_layer]
+    rows = _table_rows(text)
+    assert rows[0]["name"] == "input" and rows[0]["activations"] == math.prod(input_size)
+    assert len(rows) - 1 == len(leaves)
+    bias_adds = 0
+    for row, leaf in zip(rows[1:], leaves):
+        assert row["kind"] == leaf.class_name, (row, leaf)
+        assert row["output"] == "x".join(map(str, leaf.output_size[1:])), (row, leaf.output_size)
+        assert row["params"] == leaf.num_params, row
+        bias = getattr(leaf.module, "bias", None)
+        adds = math.prod(leaf.output_size[1:]) if isinstance(bias, torch.Tensor) else 0
+        bias_adds += adds
+        assert row["macs"] == leaf.macs - adds, (row, leaf.macs)
+    assert f"Parameters: {info.total_params:,} " in text
+    assert f"MACs: {info.total_mult_adds - bias_adds:,} " in text
+
+
 def _golden(name: str, text: str) -> None:
     path = GOLDEN / f"{name}.txt"
     if os.environ.get("CONVSCOPE_UPDATE_GOLDEN"):
@@ -97,14 +159,23 @@ def _golden(name: str, text: str) -> None:
     assert text + "\n" == path.read_text()
 
 
-def test_golden_lenet5():
-    _golden("lenet5", str(summary("lenet5")))
+def test_golden_lenet5_harley():
+    text = str(summary(LeNet5Harley(), (1, 28, 28)))
+    check_against_torchinfo(text, LeNet5Harley(), (1, 28, 28))
+    assert "Parameters: 63,802 " in text and "MACs: 418,600 " in text  # by hand: the docs' figures
+    _golden("lenet5_harley", text)
 
 
 def test_golden_vgg16():
-    if "vgg16" not in list_models():
-        pytest.skip("vgg16 is not registered yet")
-    _golden("vgg16", str(summary("vgg16")))
+    assert "vgg16" in list_models()
+    text = str(summary("vgg16"))
+    with torch.device("meta"):
+        check_against_torchinfo(text, create_model("vgg16"), (3, 224, 224))
+    _golden("vgg16", text)
+
+
+def test_zoo_lenet5_table_against_torchinfo():
+    check_against_torchinfo(str(summary("lenet5")), create_model("lenet5"), (1, 28, 28))
 
 
 def test_input_too_small_names_layer_and_smallest_input():

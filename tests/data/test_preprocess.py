@@ -11,8 +11,16 @@ from convscope.data import get_dataset, mnist_style, prepare_image, raw_downsamp
 
 @pytest.fixture(scope="module")
 def digits() -> np.ndarray:
-    """100 real MNIST test digits, uint8 (100, 28, 28), white ink on black."""
-    return get_dataset("mnist").test.images[:100, 0].numpy()
+    """100 real MNIST test digits, 10 of every class, uint8 (100, 28, 28), white ink on black.
+
+    The split is ordered by class, so they are interleaved (0, 1, ..., 9, 0, 1, ...):
+    any slice of 10 or more holds every class."""
+    test = get_dataset("mnist").test
+    labels = test.labels.numpy()
+    per_class = np.stack([np.flatnonzero(labels == c)[:10] for c in range(10)])  # (10 classes, 10)
+    idx = per_class.T.ravel()
+    assert (labels[idx[:10]] == np.arange(10)).all() and np.bincount(labels[idx]).tolist() == [10] * 10
+    return test.images[idx, 0].numpy()
 
 
 def com(a: np.ndarray) -> tuple[float, float]:
@@ -149,7 +157,8 @@ def test_dataset_preprocessing_round_trip():
     """prepare_image(a test digit, ds.preprocessing()) is what the model saw in training."""
     ds = get_dataset("mnist")
     cfg = {"preprocessing": ds.preprocessing(), "normalization": ds.normalization()}
-    for i in range(10):
+    labels = ds.test.labels.numpy()
+    for i in [int(np.flatnonzero(labels == c)[0]) for c in range(10)]:  # one digit of every class
         want = ds.normalize(ds.test.images[i:i + 1])
         got = prepare_image(ds.test.images[i, 0].numpy(), cfg)
         assert (got - want).abs().mean() < 0.05

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-timm = pytest.importorskip("timm")
+import timm  # noqa: E402  (a [dev] dependency: missing is a failure, not a skip)
 
 from convscope.models import create_model, import_weights  # noqa: E402
 from convscope.models.inception_resnet import Block35  # noqa: E402

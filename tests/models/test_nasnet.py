@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-timm = pytest.importorskip("timm")
+import timm  # noqa: E402  (a [dev] dependency: missing is a failure, not a skip)
 
 from convscope.models import create_model, import_weights  # noqa: E402
 from convscope.models.nasnet import (  # noqa: E402

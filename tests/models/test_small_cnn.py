@@ -1,5 +1,9 @@
-"""convnet_small / convnet_wide: parameter and MAC counts by formula, shapes, and the
-same numbers as a plain torch.nn.Sequential written out by hand (the oracle)."""
+"""convnet_small / convnet_wide: parameter and MAC counts by formula, shapes, the same
+numbers as a plain torch.nn.Sequential written out by hand, and a functional oracle
+(torch.nn.functional only, the weights copied by hand, layer by layer).
+
+The architectures are written out here from the module's docstring (the spec), not
+read from the code's own `cfgs`, so a changed width or a lost pooling shows."""
 from __future__ import annotations
 
 import pytest
@@ -7,8 +11,15 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from convscope.models import create_model
-from convscope.models.small_cnn import cfgs
+import torch.nn.functional as F
+
+from convscope.models import create_model, list_models
+
+# convnet_small [16, M, 32, M, 64]; convnet_wide [32, M, 64, M, 128, 128] (3x3 conv-BN-ReLU, M = 2x2 max pool)
+cfgs: dict[str, list] = {
+    "convnet_small": [16, "M", 32, "M", 64],
+    "convnet_wide": [32, "M", 64, "M", 128, 128],
+}
 
 
 def widths(name: str) -> list[int]:
@@ -36,20 +47,27 @@ def expected_macs(name: str, in_chans: int, side: int, num_classes: int) -> int:
     return total + c_in * 16 * num_classes
 
 
+def _cbr(c_in: int, c_out: int) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+
+
 def reference(name: str, in_chans: int, num_classes: int) -> nn.Sequential:
-    """The same network from torch.nn parts only."""
-    layers, c_in = [], in_chans
-    for v in cfgs[name]:
-        if v == "M":
-            layers.append(nn.MaxPool2d(2))
-            continue
-        layers += [nn.Conv2d(c_in, v, 3, padding=1, bias=False), nn.BatchNorm2d(v), nn.ReLU()]
-        c_in = v
-    layers += [nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(c_in * 16, num_classes)]
-    return nn.Sequential(*layers)
+    """The same network from torch.nn parts only, each layer written out."""
+    if name == "convnet_small":
+        body = [*_cbr(in_chans, 16), nn.MaxPool2d(2), *_cbr(16, 32), nn.MaxPool2d(2), *_cbr(32, 64)]
+        width = 64
+    else:
+        body = [*_cbr(in_chans, 32), nn.MaxPool2d(2), *_cbr(32, 64), nn.MaxPool2d(2),
+                *_cbr(64, 128), *_cbr(128, 128)]
+        width = 128
+    return nn.Sequential(*body, nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(width * 16, num_classes))
 
 
 NAMES = sorted(cfgs)
+
+
+def test_both_are_registered():
+    assert set(NAMES) <= set(list_models())
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -124,3 +142,48 @@ def test_head_pool_1_is_a_global_average():
     x = torch.randn(2, 1, 28, 28)
     feats = model.forward_features(x)
     torch.testing.assert_close(model.forward_head(feats, pre_logits=True), feats.mean((2, 3)))
+
+
+def _functional(model: nn.Module, x: torch.Tensor, stages: list, *, train: bool) -> torch.Tensor:
+    """The forward pass in torch.nn.functional calls; weights picked out of the model's
+    state_dict by name (convS_J.conv.weight, convS_J.bn.*, fc.*)."""
+    sd = model.state_dict()
+    for key in stages:
+        if key == "M":
+            x = F.max_pool2d(x, 2, 2)
+            continue
+        w = sd[f"features.{key}.conv.weight"]
+        x = F.conv2d(x, w, None, stride=1, padding=1)
+        bn = {n: sd[f"features.{key}.bn.{n}"].clone() for n in ("weight", "bias", "running_mean", "running_var")}
+        x = F.batch_norm(x, bn["running_mean"], bn["running_var"], bn["weight"], bn["bias"],
+                         training=train, momentum=0.0, eps=1e-5)
+        x = F.relu(x)
+    x = F.adaptive_avg_pool2d(x, 4).flatten(1)
+    return F.linear(x, sd["fc.weight"], sd["fc.bias"])
+
+
+STAGES = {"convnet_small": ["conv1_1", "M", "conv2_1", "M", "conv3_1"],
+          "convnet_wide": ["conv1_1", "M", "conv2_1", "M", "conv3_1", "conv3_2"]}
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("train", [False, True])
+@pytest.mark.parametrize("side", [28, 32])
+def test_functional_oracle(name, train, side):
+    torch.manual_seed(1)
+    model = create_model(name, in_chans=3, num_classes=7)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.uniform_(-0.3, 0.3)
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    model.train(train)
+    x = torch.randn(3, 3, side, side)
+    want = _functional(model, x, STAGES[name], train=train)
+    with torch.no_grad():
+        got = model(x)
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    assert sorted(k for k in model.state_dict() if k.endswith("conv.weight")) == \
+        sorted(f"features.{k}.conv.weight" for k in STAGES[name] if k != "M")  # no layer left out

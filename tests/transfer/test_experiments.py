@@ -34,8 +34,17 @@ def test_transfer_vs_scratch_command(lenet_run, tmp_path, capsys):
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     assert [r["k"] for r in result["rows"]] == [2, 5]
-    assert all(0.0 <= r["finetune_top1"] <= 1.0 and 0.0 <= r["scratch_top1"] <= 1.0 for r in result["rows"])
-    assert (out / "accuracy_vs_shots.png").stat().st_size > 1000
+    for r in result["rows"]:  # each row is its two cells, and each accuracy a count of test images
+        cells = {m: json.loads((out / "cells" / f"k{r['k']}-{m}-r0.json").read_text()) for m in ("finetune", "scratch")}
+        for m, cell in cells.items():
+            assert r[f"{m}_top1"] == cell["test_top1"] and cell["k"] == r["k"] and cell["method"] == m
+            hits = cell["test_top1"] * cell["test_n"]
+            assert cell["test_n"] == 500 and abs(hits - round(hits)) < 1e-6, cell
+        assert r["gain"] == pytest.approx(r["finetune_top1"] - r["scratch_top1"])
+    from PIL import Image
+
+    with Image.open(out / "accuracy_vs_shots.png") as im:
+        assert im.format == "PNG" and min(im.size) >= 200
     assert sorted(p.name for p in (out / "cells").iterdir()) == sorted(
         f"k{k}-{m}-r0.json" for k in (2, 5) for m in ("finetune", "scratch"))
     # a different budget in the same folder is refused (the cells would not be comparable)
