@@ -192,3 +192,21 @@ def test_a_folder_run_samples_its_test_images_with_their_labels(opened, tmp_path
     page.get_by_test_id("sample-0").click()
     page.wait_for_function("document.body.dataset.pending === '0'")
     expect(page.get_by_test_id("first-guess")).to_have_text(page.locator(".bar.best .lab").inner_text())
+
+
+def test_why_this_class_overlays_gradcam_for_each_guess(opened, tmp_path):
+    from convscope.web import create_app
+
+    app = create_app(_colour_run(tmp_path))
+    page = opened(app)
+    img = np.zeros((32, 32, 3), np.uint8)
+    img[4:14, 4:14, 0] = 250
+    _upload(page, _png(img), "corner.png", "image/png")
+    page.get_by_test_id("gradcam-first").click()
+    overlay = page.get_by_test_id("gradcam-overlay")
+    expect(overlay).to_be_visible(timeout=30000)
+    assert overlay.get_attribute("data-label") == page.get_by_test_id("first-guess").inner_text()
+    page.get_by_test_id("gradcam-second").click()
+    expect(overlay).to_have_attribute("data-label", page.get_by_test_id("second-guess").inner_text(), timeout=30000)
+    page.get_by_test_id("gradcam-second").click()
+    expect(overlay).to_be_hidden()

@@ -169,3 +169,26 @@ def _pil(arr):
     from PIL import Image
 
     return Image.fromarray(arr)
+
+
+def test_gradcam_for_the_first_and_second_guess_is_the_saliency_modules(explorers):
+    """The route's heat map is analysis.saliency's Grad-CAM for the guess asked for."""
+    from fastapi.testclient import TestClient
+
+    from convscope.analysis.saliency import saliency_map
+    from convscope.web import create_app
+
+    e = explorers("convnet_small")
+    with TestClient(create_app(explorer=e)) as c:
+        img = np.random.default_rng(2).random((32, 32)).astype(np.float32)
+        body = c.post("/api/predict", json={"image": img.tolist(), "preprocess": False}).json()
+        for rank in (0, 1):
+            cam = c.get("/api/gradcam", params={"input": body["input_id"], "rank": rank}).json()
+            assert cam["target"] == body["top"][rank]["index"] and cam["label"] == body["top"][rank]["label"]
+            x = e.prepare(img, preprocess=False)
+            want, _, layer = saliency_map(e.model, x, method="gradcam", target=cam["target"])
+            got = np.frombuffer(base64.b64decode(cam["data"]), np.uint8).reshape(cam["shape"]) / 255
+            assert cam["layer"] == layer
+            np.testing.assert_allclose(got, want, atol=1 / 255)
+        assert c.get("/api/gradcam", params={"rank": 2}).status_code == 422
+        assert c.get("/api/gradcam", params={"input": 10**6}).status_code == 410

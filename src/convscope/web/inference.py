@@ -352,6 +352,35 @@ class Explorer:
         enc["input_id"] = input_id
         return enc
 
+    # ---- why this class ------------------------------------------------------------------
+    def gradcam(self, *, input_id: int | None = None, rank: int = 0) -> dict[str, Any]:
+        """Grad-CAM (analysis.saliency) for the first (rank 0) or second (rank 1) guess of an input:
+        the heat map over the input, uint8 base64 (H, W), 255 = where the evidence is strongest."""
+        import base64
+
+        from convscope.analysis.saliency import saliency_map
+
+        if rank not in (0, 1):
+            raise InputError("rank must be 0 (the first guess) or 1 (the second)", 422)
+        with self._lock:
+            if input_id is None and self._inputs:
+                input_id = next(reversed(self._inputs))
+            x = self._inputs.get(input_id) if input_id is not None else None
+        if x is None:
+            raise InputError("no such input kept: POST /api/predict first (the server keeps the last "
+                             f"{KEEP_INPUTS})", 410 if input_id is not None else 409)
+        with torch.inference_mode():
+            logits = self.predictor.logits(x)
+        target = int(torch.argsort(logits[0], descending=True)[rank])
+        try:
+            with self._lock:
+                heat, target, layer = saliency_map(self.model, x.clone(), method="gradcam", target=target)
+        except ValueError as exc:  # a model without a spatial layer
+            raise InputError(str(exc), 422) from None
+        q = np.rint(np.clip(heat, 0, 1) * 255).astype(np.uint8)
+        return {"input_id": input_id, "rank": rank, "target": target, "label": self.classes[target],
+                "layer": layer, "shape": list(q.shape), "data": base64.b64encode(q.tobytes()).decode("ascii")}
+
     # ---- samples from the run's own test split -----------------------------------------------
     def samples(self, *, offset: int = 0, limit: int = 24, wrong: bool = False) -> dict[str, Any]:
         from convscope.web.samples import Samples

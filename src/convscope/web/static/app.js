@@ -117,6 +117,40 @@
     if (item) sendFile(item.getAsFile());
   });
 
+  // ---- why this class: Grad-CAM over the input ----------------------------------
+  let camRank = null;
+  async function showCam(rank) {
+    const overlay = CS.net.views.input.cam;
+    const buttons = [$("gradcam-first"), $("gradcam-second")];
+    if (rank === null || !CS.net.response) {
+      camRank = null; overlay.hidden = true; $("gradcam-note").textContent = "";
+      buttons.forEach((b) => b.setAttribute("aria-pressed", "false"));
+      return;
+    }
+    camRank = rank;
+    buttons.forEach((b, i) => b.setAttribute("aria-pressed", String(i === rank)));
+    $("gradcam-note").textContent = "computing…";
+    try {
+      const cam = await CS.engine.gradcam({ input: CS.net.response.input_id, rank });
+      const [h, w] = cam.shape;
+      const bin = atob(cam.data);
+      overlay.width = w; overlay.height = h;
+      const ctx = overlay.getContext("2d");
+      const img = ctx.createImageData(w, h);
+      for (let i = 0; i < w * h; i++) {
+        const v = bin.charCodeAt(i);
+        img.data[i * 4] = 255; img.data[i * 4 + 1] = Math.round(160 * (1 - v / 255)); img.data[i * 4 + 2] = 0;
+        img.data[i * 4 + 3] = Math.round(v * 0.7);
+      }
+      ctx.putImageData(img, 0, 0);
+      overlay.hidden = false;
+      overlay.dataset.label = cam.label;
+      $("gradcam-note").textContent = `Grad-CAM for “${cam.label}” at ${cam.layer}: orange where the evidence for it is (see the input layer)`;
+    } catch (err) { $("gradcam-note").textContent = err.message; }
+  }
+  $("gradcam-first").addEventListener("click", () => showCam(camRank === 0 ? null : 0));
+  $("gradcam-second").addEventListener("click", () => showCam(camRank === 1 ? null : 1));
+
   // ---- samples from the run's test split ------------------------------------
   async function loadSamples() {
     const box = $("samples");
@@ -165,6 +199,7 @@
     });
     CS.net.update(body);
     scaleText();
+    if (camRank !== null) showCam(camRank);
     const inp = CS.net.views.input.canvases[0];
     const fed = $("fed");
     fed.width = inp.width; fed.height = inp.height;
