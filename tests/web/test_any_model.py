@@ -192,3 +192,36 @@ def test_gradcam_for_the_first_and_second_guess_is_the_saliency_modules(explorer
             np.testing.assert_allclose(got, want, atol=1 / 255)
         assert c.get("/api/gradcam", params={"rank": 2}).status_code == 422
         assert c.get("/api/gradcam", params={"input": 10**6}).status_code == 410
+
+
+def test_capture_graph_keeps_what_a_node_computed_before_an_in_place_relu():
+    """conv -> ReLU(inplace=True), conv's output also read by an addition: the value kept for
+    the conv is its own (negative values included), checked against torch by hand."""
+    import torch.nn as nn
+
+    from convscope.capture import capture_graph
+    from convscope.web.graph import trace
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 3, padding=1)
+            self.act = nn.ReLU(inplace=True)
+
+        def forward(self, x):
+            y = self.conv(x)
+            z = y * 2
+            return self.act(y) + z
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    x = torch.randn(1, 1, 6, 6)
+    out, values = capture_graph(trace(net), x)
+    want = F_conv(net, x)
+    torch.testing.assert_close(values["conv"], want)
+    assert (values["conv"] < 0).any()
+    torch.testing.assert_close(out, torch.relu(want) + 2 * want)
+
+
+def F_conv(net, x):
+    return torch.nn.functional.conv2d(x, net.conv.weight, net.conv.bias, padding=1).detach()

@@ -43,6 +43,10 @@ def _json(obj: Any, status: int = 200) -> Response:
                     media_type="application/json")
 
 
+def _raw_json(text: str) -> Response:
+    return Response(text, media_type="application/json")
+
+
 def _error(exc: InputError) -> Response:
     return _json({"detail": str(exc)}, exc.status)
 
@@ -143,9 +147,9 @@ def create_app(run_dir: str | Path | None = None, *, explorer: Explorer | None =
                 index = obj["sample"]
                 if isinstance(index, bool) or not isinstance(index, int):
                     raise InputError('"sample" must be the index of a sample (GET /api/samples lists them)')
-                return _json(await call(explorer.predict_sample, index))
+                return _raw_json(await call(explorer.predict_sample_json, index))
             image, preprocess = image_from_request(obj)
-            return _json(await call(explorer.predict, image, preprocess=preprocess))
+            return _raw_json(await call(explorer.predict_json, image, preprocess=preprocess))
         except InputError as exc:
             return _error(exc)
         except ClientDisconnect:  # nobody is left to read an answer

@@ -197,6 +197,8 @@ def encode_maps(name: str, act: np.ndarray, *, maps: np.ndarray | None = None) -
     picked = full if maps is None else full[np.asarray(maps, dtype=np.intp)]
     lo = picked.min(axis=1, keepdims=True) if picked.size else np.zeros((0, 1), np.float32)
     hi = picked.max(axis=1, keepdims=True) if picked.size else np.zeros((0, 1), np.float32)
+    whole_lo = float(lo.min()) if maps is None and lo.size else float(a.min())
+    whole_hi = float(hi.max()) if maps is None and hi.size else float(a.max())
     span = np.where(hi > lo, hi - lo, 1.0)
     q = np.rint((picked - lo) / span * 255.0).astype(np.uint8)
     shape = list(a.shape)
@@ -206,8 +208,8 @@ def encode_maps(name: str, act: np.ndarray, *, maps: np.ndarray | None = None) -
         "full_shape": shape,
         "total_maps": int(full.shape[0]) if a.ndim == 3 else 1,
         "maps": [int(m) for m in (range(full.shape[0]) if maps is None else maps)] if a.ndim == 3 else [0],
-        "min": float(a.min()),
-        "max": float(a.max()),
+        "min": whole_lo,
+        "max": whole_hi,
         "map_min": [float(v) for v in lo[:, 0]],
         "map_max": [float(v) for v in hi[:, 0]],
         "bytes": int(q.size),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import itertools
 import json
+import math
 import threading
 from pathlib import Path
 from typing import Any
@@ -235,24 +236,27 @@ class Explorer:
 
     def compute(self, x: torch.Tensor, *, raw: np.ndarray | None = None) -> dict[str, Any]:
         """Everything /api/predict answers for one prepared input `x` (1, C, H, W)."""
-        if not torch.isfinite(x).all():
+        if not math.isfinite(float(x.sum())):
             raise InputError("the image could not be prepared into finite values", 422)
         logits, values = self._forward(x)
         input_id = next(self._ids)
         self._keep(input_id, x, values)
         probs = torch.softmax(logits[0].double(), dim=0).tolist()
         order = sorted(range(len(probs)), key=lambda i: -probs[i])
-        shown = self.value(values, "input").numpy()                      # (C, H, W) in [0, 1]
+        shown_t = self.value(values, "input")
+        shown = shown_t.numpy()                                          # (C, H, W) in [0, 1]
         layers, budget = [], FIRST_SCREEN_BYTES
         lo, hi = float("inf"), float("-inf")
         for layer in self.layers:
-            v = self.value(values, layer["name"])
-            if layer["kind"] != "input":
-                lo, hi = min(lo, float(v.min())), max(hi, float(v.max()))
+            v = shown_t if layer["kind"] == "input" else self.value(values, layer["name"])
             if budget <= 0 and layer["kind"] != "input":
+                a, b = torch.aminmax(v)
+                lo, hi = min(lo, float(a)), max(hi, float(b))
                 continue
             partial = v.dim() == 3 and v.numel() > budget and v.shape[0] > FIRST_MAPS
             enc = self.encode(layer, v, limit=FIRST_MAPS if partial else None, sort="strength" if partial else "index")
+            if layer["kind"] != "input":
+                lo, hi = min(lo, enc["layer_min"]), max(hi, enc["layer_max"])
             budget -= enc["bytes"]
             layers.append(enc)
         c, h, w = shown.shape
@@ -260,25 +264,32 @@ class Explorer:
             "probabilities": probs,
             "top": [{"index": i, "label": self.classes[i], "probability": probs[i]} for i in order[:5]],
             "input_id": input_id,
-            "input": (shown[0] if c == 1 else shown).round(4).tolist() if c * h * w <= 3 * 64 * 64 else None,
-            "raw": raw.round(4).tolist() if raw is not None else None,
+            "input": (shown[0] if c == 1 else shown) if c * h * w <= 3 * 64 * 64 else None,
+            "raw": raw,
             "network_min": lo if lo <= hi else 0.0, "network_max": hi if lo <= hi else 0.0,
             "layers": layers, "warnings": self.warnings(shown, probs, order, raw=raw),
         }
         return out
 
-    def predict(self, image: Any, *, preprocess: bool = True) -> dict[str, Any]:
-        """/api/predict for an image: an (H, W) array in [0, 1] (white ink on black), a PIL image or bytes."""
+    def _answer(self, image: Any, preprocess: bool) -> dict[str, Any]:
         x = self.prepare(image, preprocess=preprocess)
         raw = None
         if self.config["preprocessing"].get("kind") == "digits" and self.input_size[0] == 1:
             raw = self.predictor.shown(self.prepare(image, preprocess=False))[0] if preprocess \
                 else self.predictor.shown(x)[0]
-        out = self.compute(x, raw=raw)
-        return out
+        return self.compute(x, raw=raw)
+
+    def predict(self, image: Any, *, preprocess: bool = True) -> dict[str, Any]:
+        """/api/predict for an image: an (H, W) array in [0, 1] (white ink on black), a PIL image or bytes."""
+        return as_lists(self._answer(image, preprocess))
 
     def predict_json(self, image: Any, *, preprocess: bool = True) -> str:
-        return json.dumps(self.predict(image, preprocess=preprocess), separators=(",", ":"))
+        """`predict` as JSON text, written ~4x faster than json.dumps would (the image grids
+        go through a table of decimal strings instead of float repr)."""
+        return answer_json(self._answer(image, preprocess))
+
+    def predict_sample_json(self, index: int) -> str:
+        return answer_json(self._sample(index))
 
     def warnings(self, shown: np.ndarray, probs: list[float], order: list[int], *,
                  raw: np.ndarray | None = None) -> list[str]:
@@ -336,7 +347,8 @@ class Explorer:
         else:
             maps = None
         enc = encode_maps(layer["name"], a, maps=maps)
-        enc["layer_min"], enc["layer_max"] = float(a.min()), float(a.max())
+        enc["layer_min"], enc["layer_max"] = enc.pop("min"), enc.pop("max")  # of the whole layer
+        enc["min"], enc["max"] = enc["layer_min"], enc["layer_max"]
         enc["sort"] = sort
         return enc
 
@@ -390,6 +402,9 @@ class Explorer:
         return self._samples.page(offset=offset, limit=limit, wrong=wrong)
 
     def predict_sample(self, index: int) -> dict[str, Any]:
+        return as_lists(self._sample(index))
+
+    def _sample(self, index: int) -> dict[str, Any]:
         from convscope.web.samples import Samples
 
         if self._samples is None:
@@ -398,3 +413,36 @@ class Explorer:
         out = self.compute(self.prepare(image, preprocess=False))
         out["sample"] = {"index": index, "truth": truth, "label": self.classes[truth]}
         return out
+
+
+def as_lists(out: dict[str, Any]) -> dict[str, Any]:
+    """An answer with its image arrays as nested lists (rounded to 4 decimals)."""
+    for key in ("input", "raw"):
+        if isinstance(out.get(key), np.ndarray):
+            out[key] = np.round(out[key], 4).tolist()
+    return out
+
+
+def answer_json(out: dict[str, Any]) -> str:
+    """An answer as JSON text; the image grids through `grid_json`."""
+    grids = {}
+    for key in ("input", "raw"):
+        a = out.pop(key, None)
+        if a is None:
+            grids[key] = "null"
+        elif a.ndim == 2:
+            grids[key] = grid_json(a)
+        else:
+            grids[key] = "[" + ",".join(grid_json(ch) for ch in a) + "]"
+    head = json.dumps(out, separators=(",", ":"))[:-1]
+    return f'{head},"input":{grids["input"]},"raw":{grids["raw"]}}}'
+
+
+# "0", "0.0001", ..., "0.9999", "1": values in [0, 1] at 4 decimals, as JSON numbers
+_DECIMALS = np.array(["0"] + [f"{i / 10000:.4f}".rstrip("0") for i in range(1, 10000)] + ["1"])
+
+
+def grid_json(a: np.ndarray) -> str:
+    """A 2-D array of values in [0, 1] as a JSON list of lists, rounded to 4 decimals."""
+    q = np.rint(np.clip(a, 0.0, 1.0) * 10000).astype(np.intp)
+    return "[" + ",".join("[" + ",".join(row) + "]" for row in _DECIMALS[q].tolist()) + "]"
