@@ -225,3 +225,45 @@ def test_capture_graph_keeps_what_a_node_computed_before_an_in_place_relu():
 
 def F_conv(net, x):
     return torch.nn.functional.conv2d(x, net.conv.weight, net.conv.bias, padding=1).detach()
+
+
+def test_a_model_fx_cannot_trace_is_shown_as_its_chain_and_says_so():
+    """Control flow on a tensor's value defeats torch.fx: the layers come in the order they
+    ran (none dropped), their values are the hooks' own, and the description says why."""
+    import torch.nn as nn
+    from fastapi.testclient import TestClient
+
+    from convscope.web import Explorer, create_app
+
+    class Moody(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3)
+            self.pool = nn.MaxPool2d(2)
+            self.fc = nn.Linear(4 * 13 * 13, 3)
+
+        def forward(self, x):
+            x = self.pool(torch.relu(self.conv(x)))
+            if x.mean() > 0:  # data-dependent: fx cannot trace this
+                x = x * 1.0
+            return self.fc(x.flatten(1))
+
+    torch.manual_seed(0)
+    model = Moody().eval()
+    e = Explorer(model, {"classes": ["a", "b", "c"], "input_size": [1, 28, 28],
+                         "preprocessing": {"kind": "resize", "size": [28, 28], "channels": 1}})
+    info = e.describe()
+    assert info["graph"] == "chain" and "torch.fx could not trace" in info["graph_note"]
+    assert [layer["name"] for layer in info["layers"]] == ["input", "conv", "pool", "fc"]
+    with TestClient(create_app(explorer=e)) as c:
+        img = np.random.default_rng(0).random((28, 28))
+        body = c.post("/api/predict", json={"image": img.tolist()}).json()
+    x = e.prepare(img.astype(np.float32))
+    with torch.no_grad():
+        want = torch.softmax(model(x).double(), 1)[0].numpy()
+    np.testing.assert_allclose(body["probabilities"], want, rtol=1e-6)
+    pool = next(layer for layer in body["layers"] if layer["name"] == "pool")
+    with torch.no_grad():
+        ref = model.pool(torch.relu(model.conv(x)))[0].numpy()
+    span = (ref.reshape(4, -1).max(1) - ref.reshape(4, -1).min(1)).max()
+    np.testing.assert_allclose(decode_maps(pool), ref, atol=span / 510 + 1e-6)
