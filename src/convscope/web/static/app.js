@@ -134,8 +134,8 @@
       const cam = await CS.engine.gradcam({ input: CS.net.response.input_id, rank });
       const [h, w] = cam.shape;
       const bin = atob(cam.data);
-      overlay.width = w; overlay.height = h;
-      const ctx = overlay.getContext("2d");
+      const heat = CS.el("canvas", { width: w, height: h });
+      const ctx = heat.getContext("2d");
       const img = ctx.createImageData(w, h);
       for (let i = 0; i < w * h; i++) {
         const v = bin.charCodeAt(i);
@@ -143,6 +143,7 @@
         img.data[i * 4 + 3] = Math.round(v * 0.7);
       }
       ctx.putImageData(img, 0, 0);
+      overlay.src = heat.toDataURL("image/png");
       overlay.hidden = false;
       overlay.dataset.label = cam.label;
       $("gradcam-note").textContent = `Grad-CAM for “${cam.label}” at ${cam.layer}: orange where the evidence for it is (see the input layer)`;
@@ -259,7 +260,7 @@
         : `fed to the network: the whole image resized to ${h}×${w}` + (c === 3 ? " (RGB)" : "");
       const n = model.layers.filter((l) => l.kind !== "input").length;
       const rand = model.random_weights ? " · RANDOM WEIGHTS: untrained, its answers mean nothing" : "";
-      $("model-info").textContent = `${model.model} · ${model.dataset || model.origin || "?"} · ${c}×${h}×${w} · ${n} layers${rand}`;
+      $("model-info").textContent = `${model.model} · ${model.dataset || (model.random_weights ? "no run" : model.origin) || "?"} · ${c}×${h}×${w} · ${n} layers${rand}`;
       $("model-info").classList.toggle("random", !!model.random_weights);
       if (model.graph_note) $("graph-note").textContent = model.graph_note;
       document.body.dataset.ready = "1";

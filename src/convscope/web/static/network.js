@@ -40,7 +40,7 @@
     wrap.style.aspectRatio = `${w} / ${h}`;
     const canvas = CS.el("canvas", { width: w, height: h, class: "input-map" });
     const hl = CS.el("div", { class: "rf-highlight", "data-testid": "rf-highlight", hidden: "" });
-    const cam = CS.el("canvas", { class: "gradcam-overlay", "data-testid": "gradcam-overlay", hidden: "" });
+    const cam = CS.el("img", { class: "gradcam-overlay", "data-testid": "gradcam-overlay", alt: "Grad-CAM heat map", hidden: "" });
     wrap.append(canvas, cam, hl);
     body.append(wrap);
     const channels = [];
