@@ -157,7 +157,7 @@
     const box = $("samples");
     const wrong = $("samples-wrong").checked;
     try {
-      const page = await CS.engine.samples({ limit: 24, wrong: wrong ? 1 : 0 });
+      const page = await CS.engine.samples({ limit: 15, wrong: wrong ? 1 : 0 });
       box.replaceChildren(...page.samples.map((s, i) => {
         const b = CS.el("button", { type: "button", class: "sample", "data-testid": `sample-${i}`,
           title: `test image ${s.index}: ${s.label}` + (s.predicted_label ? `, read as ${s.predicted_label}` : "") },
