@@ -224,3 +224,26 @@ def test_why_this_class_overlays_gradcam_for_each_guess(opened, tmp_path):
     expect(overlay).to_have_attribute("data-label", page.get_by_test_id("second-guess").inner_text(), timeout=30000)
     page.get_by_test_id("gradcam-second").click()
     expect(overlay).to_be_hidden()
+
+
+def test_inception_branches_sit_side_by_side_and_meet_in_their_concat(opened):
+    """inception_v4's first Inception-A block: four branches in one row, each with the layers
+    that lead to one input of the block's concatenation (the graph of /api/model)."""
+    from convscope.web import create_app
+
+    app = create_app(model="inception_v4")
+    layers = {layer["name"]: layer for layer in app.state.explorer.describe()["layers"]}
+    page = opened(app)
+    join = next(n for n, layer in layers.items() if n.startswith("inception_a.0") and layer["kind"] == "concat")
+    row = page.locator(f'.gbranches[data-join="{join}"]')
+    expect(row).to_have_count(1)
+    cols = row.locator(".gbranch")
+    assert cols.count() == len(layers[join]["inputs"]) == 4
+    row.scroll_into_view_if_needed()
+    tops = [cols.nth(i).bounding_box()["y"] for i in range(4)]
+    assert max(tops) - min(tops) < 2  # side by side
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.get_by_test_id("graph").screenshot(path=str(SHOTS / "explorer-inception-graph.png"))
+    for k, start in enumerate(layers[join]["inputs"]):  # each column ends with the layer the concat reads
+        last = cols.nth(k).locator(".gnode").last
+        assert last.get_attribute("data-testid") == f"graph-node-{start}"
