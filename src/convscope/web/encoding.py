@@ -145,6 +145,7 @@ def decode_image(raw: bytes, formats: list[str], key: str, *, min_side: int = 1)
     w, h = im.size
     if key == "png" and max(w, h) > MAX_SIDE:
         _check_size(h, w)
+    _shared_limit(w, h)
     if w * h > MAX_FILE_PIXELS:
         raise InputError(f"the image is {w}x{h} = {w * h:,} pixels; send one of at most {MAX_FILE_PIXELS:,} "
                          "(scale it down first)", 413)
@@ -162,6 +163,18 @@ def decode_image(raw: bytes, formats: list[str], key: str, *, min_side: int = 1)
         raise InputError(f'"{key}" could not be decoded ({type(exc).__name__}); send a complete image file', 400) from None
     im.info["frames"] = frames
     return im
+
+
+def _shared_limit(w: int, h: int) -> None:
+    """convscope.limits' one pixel limit for every image decoder, where it exists."""
+    try:
+        from convscope.limits import check_image_size
+    except ImportError:  # an older tree without the shared table: MAX_FILE_PIXELS below
+        return
+    try:
+        check_image_size(w, h, "the image")
+    except ValueError as exc:
+        raise InputError(str(exc), 413) from None
 
 
 def _eight_bit(im):
