@@ -267,3 +267,29 @@ def test_a_model_fx_cannot_trace_is_shown_as_its_chain_and_says_so():
         ref = model.pool(torch.relu(model.conv(x)))[0].numpy()
     span = (ref.reshape(4, -1).max(1) - ref.reshape(4, -1).min(1)).max()
     np.testing.assert_allclose(decode_maps(pool), ref, atol=span / 510 + 1e-6)
+
+
+def test_same_padding_is_given_as_the_rows_and_columns_before_the_input(explorers):
+    """NASNet's TF-"same" strided convs: pad_before is what the layer pads, so a dot product
+    written out from it is the network's (checked with F.pad + F.conv2d by hand)."""
+    import torch.nn.functional as F
+
+    from convscope.capture import capture
+
+    e = explorers("nasnet_a_mobile")
+    same = [layer for layer in e.layers if layer["kind"] == "conv" and layer["padding"] == "same"
+            and layer["stride"][0] == 2]
+    assert same
+    layer = same[0]
+    mod = e.model.get_submodule(layer["module"])
+    src = layer["inputs"][0]
+    x = torch.randn(1, *e.input_size)
+    _, values = e._forward(x)
+    inp = e.value(values, src)[None] if src != "input" else x
+    n = inp.shape[-1]
+    k, s = layer["kernel"][0], layer["stride"][0]
+    total = max((-(-n // s) - 1) * s + k - n, 0)
+    pt, pl = layer["pad_before"]
+    assert pt == pl == total // 2
+    want = F.conv2d(F.pad(inp, (pl, total - pl, pt, total - pt)), mod.weight, mod.bias, stride=s, groups=mod.groups)
+    torch.testing.assert_close(e.value(values, layer["name"]), want[0], rtol=1e-4, atol=1e-4)
