@@ -247,3 +247,28 @@ def test_inception_branches_sit_side_by_side_and_meet_in_their_concat(opened):
     for k, start in enumerate(layers[join]["inputs"]):  # each column ends with the layer the concat reads
         last = cols.nth(k).locator(".gnode").last
         assert last.get_attribute("data-testid") == f"graph-node-{start}"
+
+
+@pytest.mark.parametrize("name", ["features.pool1", "features.conv2_1.conv", "features.conv1_1.bn",
+                                  "features.conv1_1.conv"])
+def test_what_a_click_writes_out_is_what_the_network_computed(opened, tmp_path, name):
+    """A pool after batch norm + ReLU, a conv reading a pool, a batch norm: the value written out
+    from the layer's inputs agrees with the network's own (both travel as 8 bits per map)."""
+    from convscope.web import create_app
+
+    page = opened(create_app(_colour_run(tmp_path)))
+    img = np.random.default_rng(3).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    _upload(page, _png(img), "noise.png", "image/png")
+    section = page.get_by_test_id(f"layer-{name}")
+    section.scroll_into_view_if_needed()
+    maps = section.locator("canvas.map")
+    expect(maps.first).to_be_visible(timeout=30000)
+    layer = page.evaluate(f"() => CS.net.byName['{name}']")
+    h, w = layer["shape"][1:]
+    box = maps.nth(1).bounding_box()
+    maps.nth(1).click(position={"x": (w // 2 + 0.5) * box["width"] / w, "y": (h // 3 + 0.5) * box["height"] / h})
+    comp = page.get_by_test_id("computation")
+    expect(comp).to_be_visible(timeout=30000)
+    got, net = float(comp.get_attribute("data-activation")), float(comp.get_attribute("data-network"))
+    span = page.evaluate(f"() => {{ const l = CS.net.acts['{name}'].layer; return l.layer_max - l.layer_min; }}")
+    assert got == pytest.approx(net, abs=0.03 * span + 1e-3), (got, net, span)

@@ -202,6 +202,10 @@ class Explorer:
     def weights(self, name: str, unit: int) -> dict[str, Any]:
         """The weights one unit of layer `name` applies: a conv kernel (in/groups, kh, kw) and bias,
         a linear row and bias, or batch norm's scale and shift for one channel."""
+        with torch.no_grad():
+            return self._weights(name, unit)
+
+    def _weights(self, name: str, unit: int) -> dict[str, Any]:
         layer = self._layer(name)
         mod = dict(self.model.named_modules()).get(layer.get("module") or "")
         if mod is None or layer["kind"] not in ("conv", "fc", "bn"):
