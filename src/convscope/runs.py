@@ -343,10 +343,11 @@ class RunDir:
             pid = _aside_pid(aside)
             if not aside.is_dir() or (pid is not None and _alive(pid)):
                 continue
-            if self.state_path.is_file() or self.weights_path.is_file():
-                discard(aside)
-            else:
-                self.restore(aside)
+            with contextlib.suppress(OSError):  # under torchrun every rank checks: one of them wins
+                if self.state_path.is_file() or self.weights_path.is_file():
+                    discard(aside)
+                else:
+                    self.restore(aside)
 
     def set_aside(self) -> Path | None:
         """--overwrite: move the old run's files into RUN/.previous-<time>; returns that folder."""
