@@ -248,3 +248,36 @@ def png_data_url(shown: np.ndarray) -> str:
     buf = io.BytesIO()
     img.save(buf, format="PNG", compress_level=1)
     return PNG_PREFIX + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def as_lists(out: dict[str, Any]) -> dict[str, Any]:
+    """An answer with its image arrays as nested lists (rounded to 4 decimals)."""
+    for key in ("input", "raw"):
+        if isinstance(out.get(key), np.ndarray):
+            out[key] = np.round(out[key], 4).tolist()
+    return out
+
+
+def answer_json(out: dict[str, Any]) -> str:
+    """An answer as JSON text; the image grids through `grid_json`."""
+    grids = {}
+    for key in ("input", "raw"):
+        a = out.pop(key, None)
+        if a is None:
+            grids[key] = "null"
+        elif a.ndim == 2:
+            grids[key] = grid_json(a)
+        else:
+            grids[key] = "[" + ",".join(grid_json(ch) for ch in a) + "]"
+    head = json.dumps(out, separators=(",", ":"))[:-1]
+    return f'{head},"input":{grids["input"]},"raw":{grids["raw"]}}}'
+
+
+# "0", "0.0001", ..., "0.9999", "1": values in [0, 1] at 4 decimals, as JSON numbers
+_DECIMALS = np.array(["0"] + [f"{i / 10000:.4f}".rstrip("0") for i in range(1, 10000)] + ["1"])
+
+
+def grid_json(a: np.ndarray) -> str:
+    """A 2-D array of values in [0, 1] as a JSON list of lists, rounded to 4 decimals."""
+    q = np.rint(np.clip(a, 0.0, 1.0) * 10000).astype(np.intp)
+    return "[" + ",".join("[" + ",".join(row) + "]" for row in _DECIMALS[q].tolist()) + "]"

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from convscope.web import graph as graphs
-from convscope.web.encoding import InputError, encode_maps
+from convscope.web.encoding import InputError, answer_json, as_lists, encode_maps, grid_json  # noqa: F401
 
 FIRST_SCREEN_BYTES = 320 * 1024   # uint8 values of activations in one answer (~0.45 MB as base64)
 FIRST_MAPS = 8                    # maps per layer in the answer when a layer is larger than that
@@ -297,46 +297,11 @@ class Explorer:
 
     def warnings(self, shown: np.ndarray, probs: list[float], order: list[int], *,
                  raw: np.ndarray | None = None) -> list[str]:
-        """Reasons not to trust this answer (empty when none is seen): random weights, a blank,
-        a dot or a flat stroke (seen in the raw drawing, before centring blows it up), a
-        scribble covering the field, two guesses close together."""
-        out = []
-        p1 = probs[order[0]]
-        p2 = probs[order[1]] if len(order) > 1 else 0.0
-        if self.random_weights:
-            out.append("the network has random weights: its answers mean nothing")
-        if self.config["preprocessing"].get("kind") == "digits":
-            ink = float((shown > 0.3).mean()) if self.config["preprocessing"].get("invert") is not True \
-                else float((shown < 0.7).mean())
-            if ink == 0.0:
-                out.append("the image is blank: there is nothing to recognise")
-            elif ink < 0.04:
-                out.append(f"very little ink ({ink:.0%} of the pixels; MNIST digits cover 10-25%): "
-                           "a dot or a thin stroke is not a digit, whatever the network says")
-            elif raw is not None and self._tiny_or_flat(raw):
-                out.append(self._tiny_or_flat(raw))
-            elif ink > 0.45:
-                out.append(f"a lot of ink ({ink:.0%} of the pixels; MNIST digits cover 10-25%): "
-                           "this does not look like one digit")
-        if len(order) > 1 and p1 - p2 < 0.2:
-            out.append(f"the first two guesses are close ({p1:.0%} and {p2:.0%})")
-        return out
+        """Reasons not to trust this answer (`web.trust`)."""
+        from convscope.web.trust import warnings
 
-    @staticmethod
-    def _tiny_or_flat(raw: np.ndarray) -> str | None:
-        g = np.asarray(raw, dtype=np.float32)
-        if g.max() <= 0:
-            return None
-        ink = g > 0.3 * g.max()
-        rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
-        h, w = rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
-        side = max(g.shape)
-        if max(h, w) <= 0.12 * side:
-            return (f"the drawing is tiny ({h}x{w} of {g.shape[0]}x{g.shape[1]} pixels): centring blows a dot up "
-                    "into a blob, and the network's answer to a blob means little")
-        if h <= 0.15 * w:
-            return "a flat stroke is not a digit MNIST has (its widest digits are still taller than this)"
-        return None
+        return warnings(shown, probs, order, raw=raw, random_weights=self.random_weights,
+                        preprocessing=self.config["preprocessing"])
 
     # ---- layers on demand ----------------------------------------------------------------
     def encode(self, layer: dict[str, Any], v: torch.Tensor, *, offset: int = 0, limit: int | None = None,
@@ -418,35 +383,3 @@ class Explorer:
         out["sample"] = {"index": index, "truth": truth, "label": self.classes[truth]}
         return out
 
-
-def as_lists(out: dict[str, Any]) -> dict[str, Any]:
-    """An answer with its image arrays as nested lists (rounded to 4 decimals)."""
-    for key in ("input", "raw"):
-        if isinstance(out.get(key), np.ndarray):
-            out[key] = np.round(out[key], 4).tolist()
-    return out
-
-
-def answer_json(out: dict[str, Any]) -> str:
-    """An answer as JSON text; the image grids through `grid_json`."""
-    grids = {}
-    for key in ("input", "raw"):
-        a = out.pop(key, None)
-        if a is None:
-            grids[key] = "null"
-        elif a.ndim == 2:
-            grids[key] = grid_json(a)
-        else:
-            grids[key] = "[" + ",".join(grid_json(ch) for ch in a) + "]"
-    head = json.dumps(out, separators=(",", ":"))[:-1]
-    return f'{head},"input":{grids["input"]},"raw":{grids["raw"]}}}'
-
-
-# "0", "0.0001", ..., "0.9999", "1": values in [0, 1] at 4 decimals, as JSON numbers
-_DECIMALS = np.array(["0"] + [f"{i / 10000:.4f}".rstrip("0") for i in range(1, 10000)] + ["1"])
-
-
-def grid_json(a: np.ndarray) -> str:
-    """A 2-D array of values in [0, 1] as a JSON list of lists, rounded to 4 decimals."""
-    q = np.rint(np.clip(a, 0.0, 1.0) * 10000).astype(np.intp)
-    return "[" + ",".join("[" + ",".join(row) + "]" for row in _DECIMALS[q].tolist()) + "]"
