@@ -151,3 +151,17 @@ def test_serve_starts_prints_its_address_and_answers(tmp_path, workers):
         proc.terminate()
         code = proc.wait(15)
     assert alive and code in (0, -signal.SIGTERM), f"serve ended with {code} (alive: {alive})"
+
+
+@pytest.mark.parametrize("damage", ["weights", "config", "no-weights"])
+def test_a_damaged_run_exits_2_in_one_line(tmp_path, capsys, damage):
+    run = _run(tmp_path)
+    if damage == "weights":
+        (run / "model.safetensors").write_bytes(b"\x00" * 64)
+    elif damage == "config":
+        (run / "config.json").write_text("{not json")
+    else:
+        (run / "model.safetensors").unlink()
+    assert main(["serve", "--run", str(run), "--port", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("convscope serve: error:") and "\n" not in err and str(run) in err

@@ -269,6 +269,7 @@ def receptive_fields(layers: list[dict[str, Any]], input_hw: tuple[int, int]) ->
             rf[a], jump[a], start[a] = best["rf"][a], best["jump"][a], best["start"][a]
         src = srcs[0]
         if layer["kernel"] is not None:
+            before = [0, 0]
             for a in (0, 1):
                 k, s, d = layer["kernel"][a], layer["stride"][a], layer["dilation"][a]
                 if layer["padding"] == "same":
@@ -276,8 +277,11 @@ def receptive_fields(layers: list[dict[str, Any]], input_hw: tuple[int, int]) ->
                     p = _same_pad(n, k, s, d) if s > 1 else (k - 1) * d // 2
                 else:
                     p = layer["padding"][a]
+                before[a] = p
                 rf[a] = rf[a] + (k - 1) * d * jump[a]
                 start[a] = start[a] + ((k - 1) * d / 2 - p) * jump[a]
                 jump[a] = jump[a] * s
+        if layer["kernel"] is not None:
+            layer["pad_before"] = before  # rows / columns of padding before the input, per axis
         layer.update(rf=[float(v) for v in rf], jump=[float(v) for v in jump],
                      start=[float(v) for v in start], whole_input=False)

@@ -173,8 +173,9 @@
     for (let ky = 0; ky < l.kernel[0]; ky++) {
       const row = [];
       for (let kx = 0; kx < l.kernel[1]; kx++) {
-        row.push(inputValue(l, c, y * l.stride[0] - l.padding[0] + ky * l.dilation[0],
-          x * l.stride[1] - l.padding[1] + kx * l.dilation[1]));
+        const pad = l.pad_before || l.padding;  // "same" padding: what the server computed for this input
+        row.push(inputValue(l, c, y * l.stride[0] - pad[0] + ky * l.dilation[0],
+          x * l.stride[1] - pad[1] + kx * l.dilation[1]));
       }
       rows.push(row);
     }

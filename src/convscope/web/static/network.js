@@ -40,7 +40,8 @@
     wrap.style.aspectRatio = `${w} / ${h}`;
     const canvas = CS.el("canvas", { width: w, height: h, class: "input-map" });
     const hl = CS.el("div", { class: "rf-highlight", "data-testid": "rf-highlight", hidden: "" });
-    wrap.append(canvas, hl);
+    const cam = CS.el("img", { class: "gradcam-overlay", "data-testid": "gradcam-overlay", alt: "Grad-CAM heat map", hidden: "" });
+    wrap.append(canvas, cam, hl);
     body.append(wrap);
     const channels = [];
     if (c === 3) {
@@ -50,7 +51,7 @@
         channels.push(cv);
       }
     }
-    return { canvases: [canvas], channels, highlight: hl, wrap };
+    return { canvases: [canvas], channels, highlight: hl, wrap, cam };
   }
 
   function buildMaps(view) {
