@@ -80,7 +80,7 @@ MUTANTS: list[Mutant] = [
       ("tests/web/test_topk_ranks.py", "-k", "predict_command"),
       "`convscope predict` (Predictor.top): labels 3 and 4 swapped"),
     M("page_paints_map_m_plus_1", "src/convscope/web/static/network.js",
-      "CS.paint(c, d.q, w, h, m * h * w);", "CS.paint(c, d.q, w, h, (m + 1) * h * w);",
+      "    const off = pos * w * h;", "    const off = (pos + 1) * w * h;",
       ("tests/e2e/test_canvas_readback.py",), "the page paints feature map m+1 in map m's canvas"),
     M("train_loop_no_optimizer_step", "src/convscope/train/loop.py",
       "        self.opt.step()\n", "",
@@ -142,7 +142,7 @@ MUTANTS: list[Mutant] = [
       '        "map_min": [float(v) for v in lo[:, 0]],', '        "map_min": [float(v) for v in hi[:, 0]],',
       ("tests/web/test_api.py", "-k", "encoding or layer_by_layer"), "activations sent with the wrong scale"),
     M("server_preprocess_flag_ignored", "src/convscope/web/app.py",
-      "explorer.predict_json(image, preprocess=preprocess)", "explorer.predict_json(image, preprocess=True)",
+      "call(explorer.predict_json, image, preprocess=preprocess)", "call(explorer.predict_json, image, preprocess=True)",
       ("tests/web/test_api.py", "-k", "preprocess_false"), "/api/predict ignores \"preprocess\": false"),
     # ---- the page -----------------------------------------------------------------------------
     M("page_second_guess_is_rank_3", "src/convscope/web/static/app.js",
