@@ -52,7 +52,7 @@ class TrainConfig:
 # on this machine are in docs/training.md.
 RECIPES: dict[str, dict[str, Any]] = {
     "mnist-fast": {
-        "model": "lenet5", "data": "mnist",
+        "model": "lenet5_harley", "data": "mnist",
         "epochs": 30, "batch_size": 64, "lr": 0.1, "optimizer": "sgd", "nesterov": True,
         "weight_decay": 5e-4, "schedule": "onecycle", "warmup": 0.2, "augment": "digits",
         "label_smoothing": 0.0,
