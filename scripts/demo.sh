@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make demo`: train the explorer's network once (lenet5 on the offline MNIST digits,
+# `make demo`: train the explorer's network once (lenet5_harley, Adam Harley's LeNet-5
+# widths 120 -> 100 -> 10, on the offline MNIST digits,
 # `--recipe mnist-fast`, under 2 minutes on 2 CPU cores), then serve the explorer.
 # The next start is instant: the run in runs/demo is reused.
 #   PORT=8001 make demo          # another port
@@ -15,8 +16,8 @@ if [ ! -f "$READY" ]; then
     echo "== Continuing the interrupted demo training in $RUN"
     $CS train --out "$RUN" --resume
   else
-    echo "== Training the demo model (lenet5 on MNIST, recipe mnist-fast) into $RUN"
-    $CS train --model lenet5 --data mnist --recipe mnist-fast --out "$RUN" --overwrite
+    echo "== Training the demo model (lenet5_harley on MNIST, recipe mnist-fast) into $RUN"
+    $CS train --model lenet5_harley --data mnist --recipe mnist-fast --out "$RUN" --overwrite
   fi
   touch "$READY"
 fi

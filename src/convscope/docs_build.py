@@ -221,7 +221,7 @@ def _draw_seven(page: Any, timeout_ms: int) -> None:
 
 
 def _demo_run(run: str | None) -> Path:
-    """The run to screenshot: --run, else runs/demo, else a lenet5 trained now (~20 s)."""
+    """The run to screenshot: --run, else runs/demo, else the demo network (lenet5_harley) trained now (~20 s)."""
     from convscope.runs import RunDir
 
     if run:
@@ -230,9 +230,9 @@ def _demo_run(run: str | None) -> Path:
         return Path("runs/demo")
     from convscope.train import train
 
-    out = Path("test-artifacts/cache/docs-lenet5-mnist")
+    out = Path("test-artifacts/cache/docs-lenet5_harley-mnist")
     if not RunDir(out).weights_path.is_file():
-        train(model="lenet5", data="mnist", recipe="mnist-fast", epochs=10, out=out, progress=False,
+        train(model="lenet5_harley", data="mnist", recipe="mnist-fast", epochs=10, out=out, progress=False,
               overwrite=True, seed=0)
     return out
 
@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"figures to build (default all: {', '.join(FIGURES)})")
     parser.add_argument("--out", default=str(OUT), help="folder for lecture-NAME.png (default docs/img)")
-    parser.add_argument("--run", help="run folder the explorer screenshot serves (default runs/demo or a quick lenet5)")
+    parser.add_argument("--run", help="run folder the explorer screenshot serves (default runs/demo or a quick lenet5_harley)")
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in FIGURES]
     if unknown:

@@ -7,7 +7,7 @@ stride S and padding P:
 
 With dilation D the kernel spreads out to an effective size F' = D(F - 1) + 1
 (a 3x3 kernel at dilation 2 covers 5x5), and F' replaces F. When the division
-is not exact, frameworks round down and silently drop the last pixels;
+is not exact, frameworks round down and the last rows and columns are never covered;
 `conv_output_size(..., strict=True)` refuses instead and says which paddings
 or strides would make it exact. Pure Python: no NumPy or torch here.
 """
@@ -24,6 +24,8 @@ __all__ = [
     "arithmetic",
     "conv_output_size",
     "effective_kernel",
+    "explain",
+    "explain_text",
     "padding_for",
     "receptive_field",
     "receptive_field_step",
@@ -157,13 +159,143 @@ def conv_output_size(n: int, kernel: int, stride: int = 1, padding: int = 0, dil
         raise _too_large(n, kernel, stride, padding, dilation)
     if strict and span % stride:
         fixes = suggest_fixes(n, kernel, stride, padding, dilation)
-        dropped = f"drop the last {_pixels(span % stride)}" if not ceil_mode else "add a partial window"
+        if ceil_mode:
+            dropped = f"add a partial window and give {out}"
+        else:
+            dropped = f"round down to {out}: {_uncovered_phrase(span % stride, padding)}"
         raise GeometryError(
             f"{_a(kernel)} {kernel}x{kernel} kernel at stride {stride} does not fit the {n}x{n} input"
             f"{f' with padding {padding}' if padding else ''}: {arithmetic(n, kernel, stride, padding, dilation)}"
-            f" is not a whole number (frameworks {dropped} and give {out}); "
+            f" is not a whole number (PyTorch and other frameworks {dropped}); "
             f"{_describe_fixes(fixes, stride)}", fixes)
     return out
+
+
+def _rows(count: int) -> str:
+    return f"{count} row/column" if count == 1 else f"{count} rows/columns"
+
+
+def _uncovered_phrase(uncovered: int, padding: int) -> str:
+    """What flooring leaves out: the last `uncovered` rows/columns of the padded input,
+    of which the last min(uncovered, padding) are padding zeros."""
+    image = max(0, uncovered - padding)
+    if image == 0:
+        return (f"the last {_rows(uncovered)} of the padded input {'is' if uncovered == 1 else 'are'} never "
+                f"covered, all of it padding, so no image pixel is lost")
+    pad = uncovered - image
+    return (f"the last {_rows(image)} of the image {'is' if image == 1 else 'are'} never covered"
+            + (f" (and the {_rows(pad)} of padding after {'it' if image == 1 else 'them'})" if pad else ""))
+
+
+def _asymmetric_paddings(n: int, f_eff: int, stride: int, padding: int, limit: int = 2) -> list[dict[str, int]]:
+    """Unequal paddings (left, right = left + 1) that fit, nearest to `padding` first."""
+    out = []
+    for left in sorted(range(max(f_eff, stride) + padding + 1), key=lambda q: (abs(q - padding), q)):
+        span = n + 2 * left + 1 - f_eff
+        if span >= 0 and span % stride == 0:
+            out.append({"left": left, "right": left + 1, "output": span // stride + 1})
+        if len(out) == limit:
+            break
+    return sorted(out, key=lambda d: d["left"])
+
+
+def _inputs_that_fit(n: int, f_eff: int, stride: int, padding: int) -> list[dict[str, int]]:
+    """The nearest input sizes below and above n that tile exactly at this kernel, stride and padding."""
+    r = (n + 2 * padding - f_eff) % stride
+    sizes = [m for m in (n - r, n + (stride - r) % stride) if m >= 1 and m + 2 * padding >= f_eff]
+    return [{"input": m, "output": (m + 2 * padding - f_eff) // stride + 1} for m in dict.fromkeys(sizes)]
+
+
+def explain(n: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> dict[str, Any]:
+    """Everything `convscope conv` reports about one axis, as JSON-ready data.
+
+    Keys: the five settings, "effective_kernel", "arithmetic" (the lecture's
+    formula filled in), "valid" (a whole number), "output" (None when not
+    valid), "message" (why not), "fixes" (`suggest_fixes`'s paddings and
+    strides, plus "asymmetric_padding" [{"left", "right", "output"}] and
+    "input" [{"input", "output"}]) and, when the kernel fits but does not
+    tile, "pytorch": {"output" (what torch's floor gives), "uncovered" (last
+    rows/columns of the padded input no window reaches), "uncovered_padding",
+    "uncovered_input" (how many of them are padding, how many image),
+    "skipped_between_windows" (rows in each gap when the stride exceeds the kernel)}.
+    Raises GeometryError only for sizes that are not valid at all (a zero
+    input, a negative stride); a kernel larger than the padded input is a
+    report with "valid": False and its fixes.
+    """
+    report: dict[str, Any] = {"input": n, "kernel": kernel, "stride": stride, "padding": padding,
+                              "dilation": dilation, "effective_kernel": None, "output": None, "valid": False,
+                              "arithmetic": None, "message": None, "fixes": {"padding": [], "stride": []}}
+    try:
+        report["output"] = conv_output_size(n, kernel, stride, padding, dilation, strict=True)
+    except GeometryError as exc:
+        report["message"], report["fixes"] = str(exc), dict(exc.fixes)
+        if not (n >= 1 and kernel >= 1 and stride >= 1 and dilation >= 1 and padding >= 0):
+            return report  # not a geometry at all: the message says which value is wrong
+    f_eff = effective_kernel(kernel, dilation)
+    report["effective_kernel"] = f_eff
+    report["arithmetic"] = arithmetic(n, kernel, stride, padding, dilation)
+    if report["output"] is not None:
+        report["valid"] = True
+        report["fixes"] = suggest_fixes(n, kernel, stride, padding, dilation)
+        return report
+    span = n + 2 * padding - f_eff
+    if span >= 0:  # fits, does not tile: what the frameworks do instead
+        uncovered = span % stride
+        report["pytorch"] = {"output": span // stride + 1, "uncovered": uncovered,
+                             "uncovered_padding": min(uncovered, padding),
+                             "uncovered_input": max(0, uncovered - padding),
+                             # a stride longer than the kernel also skips rows between windows
+                             "skipped_between_windows": max(0, stride - f_eff)}
+        report["output_if_rounded_down"] = span // stride + 1
+        report["fixes"]["asymmetric_padding"] = _asymmetric_paddings(n, f_eff, stride, padding)
+        report["fixes"]["input"] = _inputs_that_fit(n, f_eff, stride, padding)
+    return report
+
+
+def explain_text(report: dict[str, Any]) -> str:
+    """The lines `convscope conv` prints for an `explain` report (empty when the sizes are invalid)."""
+    if report["arithmetic"] is None:
+        return ""
+    n, f, d, out = report["input"], report["kernel"], report["dilation"], report["output"]
+    lines = [f"input {n}x{n}, kernel {f}x{f}, stride {report['stride']}, padding {report['padding']}"
+             + (f", dilation {d} (the kernel spans {report['effective_kernel']})" if d != 1 else "")]
+    if report["valid"]:
+        verdict = ""
+    elif "pytorch" not in report:
+        verdict = "   <- the kernel is larger than the padded input"
+    else:
+        verdict = "   <- not a whole number: the kernel does not tile the input"
+    lines.append(f"output = (N - F + 2P)/S + 1 = {report['arithmetic']}{verdict}")
+    if report["valid"]:
+        lines.append(f"a {n}x{n} input gives a {out}x{out} output")
+        return "\n".join(lines)
+    torch_ = report.get("pytorch")
+    if torch_:
+        value = report["arithmetic"].rsplit("= ", 1)[1]
+        lines.append(f"strictly: {value} is not a whole number, so these settings are not allowed")
+        lines.append(f"PyTorch (Conv2d, MaxPool2d) rounds down to {torch_['output']}x{torch_['output']}: "
+                     f"{_uncovered_phrase(torch_['uncovered'], report['padding'])}")
+        if torch_["skipped_between_windows"]:
+            lines.append(f"(and stride {report['stride']} > kernel span {report['effective_kernel']} skips "
+                         f"{_rows(torch_['skipped_between_windows'])} between neighbouring windows)")
+    fixes = report["fixes"]
+    if fixes["padding"]:
+        lines.append("fits with padding: " + ", ".join(
+            f"{x['padding']} -> {x['output']}x{x['output']}" for x in fixes["padding"]))
+    elif torch_:
+        lines.append(f"no equal padding on both sides fits at stride {report['stride']} "
+                     f"(N - F' + 2P stays odd)")
+    if fixes.get("asymmetric_padding") and not fixes["padding"]:
+        lines.append("fits with unequal padding: " + ", ".join(
+            f"{x['left']} before + {x['right']} after -> {x['output']}x{x['output']}"
+            for x in fixes["asymmetric_padding"]))
+    if fixes["stride"]:
+        lines.append("fits with stride:  " + ", ".join(
+            f"{x['stride']} -> {x['output']}x{x['output']}" for x in fixes["stride"]))
+    if fixes.get("input"):
+        lines.append("fits with input:   " + ", ".join(
+            f"{x['input']} -> {x['output']}x{x['output']}" for x in fixes["input"]))
+    return "\n".join(lines)
 
 
 def _too_large(n: int, kernel: int, stride: int, padding: int, dilation: int) -> GeometryError:

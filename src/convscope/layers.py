@@ -35,17 +35,41 @@ class ConvBNAct(nn.Sequential):
             self.add_module(key, mod)
 
 
-class LRN(nn.LocalResponseNorm):
-    """Local response normalisation across channels (AlexNet, section 3.3):
+class LRN(nn.Module):
+    """Local response normalisation across channels (AlexNet, Krizhevsky et al. 2012, section 3.3):
 
-        b[c] = a[c] / (k + alpha/n * sum_{c' near c} a[c']^2) ** beta
+        b[c] = a[c] / (k + alpha * sum_{c' = c - n//2}^{c + (n-1)//2} a[c']^2) ** beta
 
-    with AlexNet's constants n=5, alpha=1e-4, beta=0.75, k=2. PyTorch divides
-    alpha by n as well, so the numbers match `convscope.ops.local_response_norm`.
+    with the paper's constants n=5, alpha=1e-4, beta=0.75, k=2 by default:
+    the formula as section 3.3 writes it, the same numbers as
+    `convscope.ops.local_response_norm`.
+
+    `convention="torch"` (also Caffe's, and cuda-convnet's "rnorm") divides
+    alpha by the window: k + alpha/n * sum, so alpha=1e-4 there is five times
+    weaker than the paper's. torch's `nn.LocalResponseNorm(n, alpha)` is
+    `LRN(n, alpha, convention="torch")`; the paper's layer is
+    `nn.LocalResponseNorm(n, alpha * n)`.
     """
 
-    def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0) -> None:
-        super().__init__(size=size, alpha=alpha, beta=beta, k=k)
+    CONVENTIONS = ("paper", "torch")
+
+    def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0, *,
+                 convention: str = "paper") -> None:
+        super().__init__()
+        if convention not in self.CONVENTIONS:
+            raise ValueError(f"LRN convention must be 'paper' (k + alpha * sum) or 'torch' "
+                             f"(k + alpha/n * sum, also Caffe's), got {convention!r}")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"LRN size must be a positive integer, got {size!r}")
+        self.size, self.alpha, self.beta, self.k, self.convention = size, alpha, beta, k, convention
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # torch's functional divides alpha by n: hand it alpha * n for the paper's formula
+        alpha = self.alpha * self.size if self.convention == "paper" else self.alpha
+        return nn.functional.local_response_norm(x, self.size, alpha=alpha, beta=self.beta, k=self.k)
+
+    def extra_repr(self) -> str:
+        return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}, convention={self.convention!r}"
 
 
 # --- Residual family: ResNet, ResNeXt, SENet, DenseNet, MobileNet ---

@@ -58,6 +58,64 @@ def test_alexnet_224_does_not_tile(capsys):
     assert data["output_if_rounded_down"] == 55 and data["fixes"]["padding"] == []
 
 
+def test_alexnet_224_says_the_strict_answer_and_what_pytorch_does(capsys):
+    """Both stories: the lecture's rule (55.25 is not allowed) and torch's floor (55, and what it leaves out)."""
+    import torch
+
+    code, out, err = _run(capsys, "--input", "224", "--kernel", "11", "--stride", "4", "--padding", "2")
+    assert code == 2 and "55.25 is not a whole number" in out
+    conv = torch.nn.Conv2d(1, 1, 11, stride=4, padding=2)
+    torch_side = conv(torch.zeros(1, 1, 224, 224)).shape[-1]
+    assert torch_side == 55 and f"PyTorch (Conv2d, MaxPool2d) rounds down to {torch_side}x{torch_side}" in out
+    # windows start at 0, 4, ..., 216 of the 228-wide padded input and end at 226: column 227 (padding) is left
+    last_end = (torch_side - 1) * 4 + 11
+    assert 228 - last_end == 1 and "the last 1 row/column of the padded input is never covered" in out
+    assert "all of it padding, so no image pixel is lost" in out
+    assert "1 before + 2 after -> 55x55" in out and "227 -> 56x56" in out and "223 -> 55x55" in out
+    assert err.startswith("convscope conv: error:") and "round down to 55" in err
+
+
+@pytest.mark.parametrize("n,k,s,p", [(7, 3, 3, 0), (10, 3, 4, 0), (224, 11, 4, 2), (30, 5, 4, 1), (13, 2, 2, 0)])
+def test_uncovered_rows_match_torch_on_a_ramp(capsys, n, k, s, p):
+    """Oracle: feed torch a one-hot image per row and see which rows no window ever reads."""
+    import torch
+    import torch.nn.functional as F
+
+    code, out, _ = _run(capsys, "--input", str(n), "--kernel", str(k), "--stride", str(s), "--padding", str(p),
+                        "--json")
+    data = json.loads(out)
+    assert code == 2
+    w = torch.ones(1, 1, k, 1)
+    never = []
+    for row in range(n):
+        x = torch.zeros(1, 1, n, 1)
+        x[0, 0, row] = 1.0
+        if F.conv2d(x, w, stride=(s, 1), padding=(p, 0)).sum() == 0:
+            never.append(row)
+    assert data["pytorch"]["output"] == F.conv2d(torch.zeros(1, 1, n, 1), w, stride=(s, 1), padding=(p, 0)).shape[2]
+    trailing = 0
+    while trailing < n and n - 1 - trailing in never:
+        trailing += 1
+    gaps = [r for r in never if r < n - trailing]
+    assert data["pytorch"]["uncovered_input"] == trailing
+    assert len(gaps) == data["pytorch"]["skipped_between_windows"] * (data["pytorch"]["output"] - 1) or not gaps
+    assert data["pytorch"]["uncovered"] == data["pytorch"]["uncovered_input"] + data["pytorch"]["uncovered_padding"]
+    for fix in data["fixes"]["asymmetric_padding"]:  # each suggested unequal padding really tiles
+        span = n + fix["left"] + fix["right"] - k
+        assert span % s == 0 and span // s + 1 == fix["output"]
+    for fix in data["fixes"]["input"]:
+        assert (fix["input"] + 2 * p - k) % s == 0
+
+
+def test_explanation_lives_in_geometry():
+    from convscope.geometry import explain
+
+    report = explain(224, 11, 4, 2)
+    assert report["valid"] is False and report["pytorch"] == {
+        "output": 55, "uncovered": 1, "uncovered_padding": 1, "uncovered_input": 0, "skipped_between_windows": 0}
+    assert explain(227, 11, 4)["output"] == 55
+
+
 def test_json_invalid(capsys):
     code, out, _ = _run(capsys, "--input", "7", "--kernel", "3", "--stride", "3", "--json")
     data = json.loads(out)

@@ -184,7 +184,8 @@ def test_alexnet_paper_layer_order_and_shapes():
     assert sizes["conv1"] == (96, 55, 55) and sizes["pool1"] == (96, 27, 27)
     assert sizes["pool2"] == (256, 13, 13) and sizes["pool5"] == (256, 6, 6)
     assert isinstance(model.features.pool1, nn.MaxPool2d) and model.features.pool1.kernel_size == 3
-    assert model.features.norm1.k == 2.0 and model.features.norm1.size == 5
+    norm = model.features.norm1
+    assert (norm.k, norm.size, norm.alpha, norm.beta, norm.convention) == (2.0, 5, 1e-4, 0.75, "paper")
 
 
 def test_alexnet_paper_grouped_conv_is_two_towers():
@@ -320,18 +321,123 @@ def test_googlenet_paper_aux_heads_only_in_training():
 # --- LeNet-5 ------------------------------------------------------------------------------------
 
 
-def test_lenet5_layers_shapes_and_count():
-    model = create_model("lenet5").eval()
+@pytest.mark.parametrize("name,widths,count", [("lenet5", (120, 84), 61_706), ("lenet5_harley", (120, 100), 63_802)])
+def test_lenet5_layers_shapes_and_count(name, widths, count):
+    """LeCun et al. 1998, Fig. 2: C1 6@5x5, S2, C3 16@5x5, S4, C5 120, F6 84, 10 outputs;
+    Harley's demo network has 100 units where F6 has 84."""
+    model = create_model(name).eval()
     assert [n for n, m in model.named_children() if not isinstance(m, (nn.ReLU, nn.Dropout))] == [
         "conv1", "pool1", "conv2", "pool2", "fc1", "fc2", "output"]
-    # conv 6@5x5 (pad 2), conv 16@5x5, fc 400->120, 120->100, 100->10
-    assert n_params(model) == _count([(1, 6, 5), (6, 16, 5)], [(400, 120), (120, 100), (100, 10)]) == 63_802
+    f5, f6 = widths
+    assert n_params(model) == _count([(1, 6, 5), (6, 16, 5)], [(400, f5), (f5, f6), (f6, 10)]) == count
     x = torch.randn(2, 1, 28, 28)
     shapes = [tuple(model.conv1(x).shape[1:])]
     feats = model.forward_features(x)
     assert shapes == [(6, 28, 28)] and feats.shape == (2, 16, 5, 5)
+    assert model.fc2.out_features == f6 and model.output.in_features == f6
     with torch.no_grad():
         assert torch.equal(model(x), model.forward_head(feats))
+
+
+# --- Functional oracles: every layer written out with torch.nn.functional, weights read by name --
+
+
+def lrn_paper(x: torch.Tensor, n: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0) -> torch.Tensor:
+    """Krizhevsky et al. 2012, section 3.3, one channel at a time: alpha is NOT divided by n."""
+    out = torch.empty_like(x)
+    channels = x.shape[1]
+    for i in range(channels):
+        lo, hi = max(0, i - n // 2), min(channels - 1, i + n // 2)
+        out[:, i] = x[:, i] / (k + alpha * (x[:, lo:hi + 1] ** 2).sum(1)) ** beta
+    return out
+
+
+def _conv(sd: dict, key: str, x: torch.Tensor, **kw) -> torch.Tensor:
+    return F.relu(F.conv2d(x, sd[f"{key}.weight"], sd[f"{key}.bias"], **kw))
+
+
+def lenet_functional(sd: dict, x: torch.Tensor) -> torch.Tensor:
+    x = F.max_pool2d(_conv(sd, "conv1", x, padding=2), 2)
+    x = F.max_pool2d(_conv(sd, "conv2", x), 2).flatten(1)
+    x = F.relu(F.linear(x, sd["fc1.weight"], sd["fc1.bias"]))
+    x = F.relu(F.linear(x, sd["fc2.weight"], sd["fc2.bias"]))
+    return F.linear(x, sd["output.weight"], sd["output.bias"])
+
+
+def alexnet_paper_functional(sd: dict, x: torch.Tensor) -> torch.Tensor:
+    """Figure 2: conv1 11x11/4 -> LRN -> pool 3x3/2, conv2 5x5 (2 towers) -> LRN -> pool, conv3-5, fc6-8."""
+    f = lambda i: f"features.conv{i}"  # noqa: E731
+    x = F.max_pool2d(lrn_paper(_conv(sd, f(1), x, stride=4)), 3, 2)
+    x = F.max_pool2d(lrn_paper(_conv(sd, f(2), x, padding=2, groups=2)), 3, 2)
+    x = _conv(sd, f(4), _conv(sd, f(3), x, padding=1), padding=1, groups=2)
+    x = F.max_pool2d(_conv(sd, f(5), x, padding=1, groups=2), 3, 2).flatten(1)  # (N, 9216)
+    return _fc678(sd, x)
+
+
+def zfnet_functional(sd: dict, x: torch.Tensor) -> torch.Tensor:
+    """Figure 3: conv1 7x7/2 -> pool 3x3/2 -> contrast norm, conv2 5x5/2 -> pool -> norm, conv3-5, fc6-8."""
+    f = lambda i: f"features.conv{i}"  # noqa: E731
+    x = lrn_paper(F.max_pool2d(_conv(sd, f(1), x, stride=2, padding=1), 3, 2, ceil_mode=True))
+    x = lrn_paper(F.max_pool2d(_conv(sd, f(2), x, stride=2), 3, 2, ceil_mode=True))
+    x = _conv(sd, f(5), _conv(sd, f(4), _conv(sd, f(3), x, padding=1), padding=1), padding=1)
+    return _fc678(sd, F.max_pool2d(x, 3, 2, ceil_mode=True).flatten(1))
+
+
+def _fc678(sd: dict, x: torch.Tensor) -> torch.Tensor:
+    x = F.relu(F.linear(x, sd["classifier.fc6.weight"], sd["classifier.fc6.bias"]))
+    x = F.relu(F.linear(x, sd["classifier.fc7.weight"], sd["classifier.fc7.bias"]))
+    return F.linear(x, sd["classifier.fc8.weight"], sd["classifier.fc8.bias"])
+
+
+def _inception(sd: dict, name: str, x: torch.Tensor) -> torch.Tensor:
+    """Figure 2b: 1x1 | 1x1 -> 3x3 | 1x1 -> 5x5 | 3x3/1 max pool -> 1x1, concatenated."""
+    b = lambda i, j=None: f"{name}.branch{i}" + ("" if j is None else f".{j}") + ".conv"  # noqa: E731
+    b1 = _conv(sd, b(1), x)
+    b2 = _conv(sd, b(2, 1), _conv(sd, b(2, 0), x), padding=1)
+    b3 = _conv(sd, b(3, 1), _conv(sd, b(3, 0), x), padding=2)
+    b4 = _conv(sd, b(4, 1), F.max_pool2d(x, 3, 1, padding=1, ceil_mode=True))
+    return torch.cat([b1, b2, b3, b4], 1)
+
+
+def googlenet_paper_functional(sd: dict, x: torch.Tensor) -> torch.Tensor:
+    """Table 1 at 224x224, LRN as section 3.3 of AlexNet (the paper gives no constants)."""
+    x = lrn_paper(F.max_pool2d(_conv(sd, "conv1.conv", x, stride=2, padding=3), 3, 2, ceil_mode=True))
+    x = lrn_paper(_conv(sd, "conv3.conv", _conv(sd, "conv2.conv", x), padding=1))
+    x = F.max_pool2d(x, 3, 2, ceil_mode=True)
+    for name in INCEPTIONS:
+        x = _inception(sd, name, x)
+        if name in ("inception3b", "inception4e"):
+            x = F.max_pool2d(x, 3, 2, ceil_mode=True)
+    x = F.avg_pool2d(x, 7).flatten(1)  # (N, 1024)
+    return F.linear(x, sd["fc.weight"], sd["fc.bias"])
+
+
+FUNCTIONAL = {  # name -> (oracle, input side, input scale)
+    "lenet5": (lenet_functional, 28, 1.0),
+    "lenet5_harley": (lenet_functional, 28, 1.0),
+    # scaled inputs: large activations make alpha * sum comparable to k, so a wrong alpha shows
+    "alexnet_paper": (alexnet_paper_functional, 227, 30.0),
+    "zfnet": (zfnet_functional, 224, 30.0),
+    "googlenet_paper": (googlenet_paper_functional, 224, 30.0),
+}
+
+
+@pytest.mark.parametrize("name", list(FUNCTIONAL))
+def test_forward_matches_a_functional_oracle(name):
+    oracle, side, scale = FUNCTIONAL[name]
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=10).double().eval()
+    sd = {k: v.detach() for k, v in model.state_dict().items()}
+    x = torch.randn(1, model.default_input_size[0], side, side, dtype=torch.float64) * scale
+    with torch.no_grad():
+        ours, ref = model(x), oracle(sd, x)
+        assert ours.shape == (1, 10)
+        torch.testing.assert_close(ours, ref, rtol=1e-9, atol=1e-9 * ref.abs().max().item())
+        norms = [m for m in model.modules() if type(m).__name__ == "LRN"]
+        if norms:  # the oracle tells the conventions apart: torch's alpha / n gives another output
+            for m in norms:
+                m.convention = "torch"
+            assert (model(x) - ref).abs().max() > 1e-3 * ref.abs().max()
 
 
 @pytest.mark.parametrize("name", ["alexnet_paper", "zfnet", "googlenet_paper"])

@@ -16,9 +16,9 @@ from torch import nn
 from convscope.models import create_model, list_models
 
 OLD, NEW = 10, 5  # classes before and after reset_classifier
-# default_input_size with small_input=True: (C, 32, 32), except the explorer's LeNet-5,
+# default_input_size with small_input=True: (C, 32, 32), except LeNet-5 and the explorer's variant,
 # whose fc1 reads a 16x5x5 map: it is built for 28x28 digits only
-SMALL_SIDE = {"lenet5": 28}
+SMALL_SIDE = {"lenet5": 28, "lenet5_harley": 28}
 
 
 def split_output(out: torch.Tensor | tuple) -> tuple[torch.Tensor, list[torch.Tensor]]:

@@ -9,7 +9,8 @@ Three networks, one class, the variants as data (`cfgs`):
     alexnet_paper  the 2012 paper's two-GPU network (section 3.5, Figure 2):
                    96/256/384/384/256 kernels, conv2, conv4, conv5 grouped
                    (groups=2: each GPU's kernels see only that GPU's maps), LRN
-                   after conv1 and conv2 (section 3.3), overlapping 3x3/2 max
+                   after conv1 and conv2 (section 3.3's formula exactly:
+                   k + alpha * sum with alpha = 1e-4, layers.LRN), overlapping 3x3/2 max
                    pooling (section 3.4), dropout 0.5 (section 4.2), 227x227
                    input: 60,965,224 parameters. groups=1 is the single-tower
                    network the lecture quotes: 62,378,344 parameters,
@@ -97,7 +98,9 @@ def _features(specs: list[ConvSpec], in_chans: int, *, ceil_mode: bool, small_in
                                        groups=spec.groups)
         layers[f"relu{i}"] = nn.ReLU(inplace=True)
         for op in spec.after:
-            # LRN with the paper's k=2, n=5, alpha=1e-4, beta=0.75 (section 3.3)
+            # LRN as section 3.3 writes it: k=2, n=5, alpha=1e-4 (not divided by n, unlike
+            # torch's nn.LocalResponseNorm and Caffe), beta=0.75; ZFNet's "contrast normalisation
+            # across feature maps" (section 3) is the same layer
             layers[f"{op}{i}"] = LRN() if op == "norm" else nn.MaxPool2d(3, stride=2, ceil_mode=ceil_mode)
         ch = spec.out
     return nn.Sequential(layers)

@@ -9,7 +9,8 @@ Two builders, one class:
                      dropout 0.2; 13,004,888 parameters with the two auxiliary
                      heads, 6,624,904 without (aux_logits=False).
     googlenet_paper  the paper's network (Table 1, Figure 3): real 5x5 branches,
-                     LRN after the first max pooling and after conv3 (the 3x3),
+                     LRN after the first max pooling and after conv3 (the 3x3;
+                     AlexNet's section 3.3 formula and constants, layers.LRN),
                      no batch norm (biased convolutions), 3x3/2 max pooling
                      everywhere, dropout 0.4 before the classifier, and the
                      auxiliary heads of section 5 (5x5/3 average pooling, 1x1 conv
@@ -126,11 +127,13 @@ class GoogLeNet(Classifier):
         else:
             self.conv1 = ConvBNAct(in_chans, 64, 7, stride=2, padding=3, **conv)
             self.maxpool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
-        # Caffe's bvlc_googlenet LRN: n=5, alpha=1e-4, beta=0.75, k=1 (the paper gives no constants)
-        self.norm1 = LRN(k=1.0) if paper else nn.Identity()
+        # The paper draws "LocalRespNorm" (Figure 3) but gives no constants: AlexNet's section 3.3
+        # formula and constants (k=2, n=5, alpha=1e-4, beta=0.75, alpha not divided by n). Caffe's
+        # bvlc_googlenet computes LRN(k=1.0, convention="torch"), i.e. k=1 and alpha 1e-4/5.
+        self.norm1 = LRN() if paper else nn.Identity()
         self.conv2 = ConvBNAct(64, 64, 1, **conv)
         self.conv3 = ConvBNAct(64, 192, 3, **conv)
-        self.norm2 = LRN(k=1.0) if paper else nn.Identity()
+        self.norm2 = LRN() if paper else nn.Identity()
         self.maxpool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
         self._add_inceptions(paper)
         if aux_logits:

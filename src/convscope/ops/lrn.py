@@ -1,11 +1,13 @@
 """Local response normalisation across channels (AlexNet, Krizhevsky et al. 2012, section 3.3).
 
-    b[c] = a[c] / (k + alpha/n * sum_{c' = c - n//2}^{c + (n-1)//2} a[c']^2) ** beta
+    b[c] = a[c] / (k + alpha * sum_{c' = c - n//2}^{c + (n-1)//2} a[c']^2) ** beta
 
-Channels beyond the edges count as zeros. This is torch's
-`local_response_norm` (and Caffe's): alpha is divided by the window size n.
-The paper writes `k + alpha * sum` with alpha = 1e-4; to get its exact
-numbers pass alpha = n * 1e-4.
+the formula exactly as the paper (and the lecture) writes it: alpha is NOT
+divided by the window size n. Channels beyond the edges count as zeros.
+
+torch's `local_response_norm` (and Caffe's LRN layer) divide alpha by n, so
+`F.local_response_norm(x, n, alpha=a)` equals `local_response_norm(x, n, alpha=a / n)`
+here; with the same alpha = 1e-4 torch's layer is five times weaker than section 3.3's.
 """
 from __future__ import annotations
 
@@ -36,5 +38,5 @@ def local_response_norm(x: Any, size: int = 5, alpha: float = 1e-4, beta: float 
     sq = np.pad(x * x, widths)                      # (N, C + n - 1, ...)
     c = x.shape[1]
     window = sum(sq[:, t:t + c] for t in range(size))  # (N, C, ...): energy of each channel's neighbours
-    div = (k + (alpha / size) * window) ** beta
+    div = (k + alpha * window) ** beta
     return (x / div).astype(x.dtype, copy=False)

@@ -5,8 +5,11 @@ with its randomness drawn from one `torch.Generator`, so a run is repeatable
 and every DDP rank can draw the parameters of the *global* batch and keep its
 own slice (the 2-process run then sees the same images as the 1-process run).
 
-    digits   small rotations, shifts and scaling (affine_grid + grid_sample);
-             never flips: a mirrored 2 is not a 2 (Simard et al. 2003, sec. 2)
+    digits   small rotations, shifts and scaling, then an elastic deformation
+             (Simard, Steinkraus & Platt 2003, section 2: a random displacement
+             field, uniform in [-1, 1] per pixel, smoothed by a Gaussian of
+             sigma pixels and scaled by alpha pixels), in one grid_sample;
+             never flips: a mirrored 2 is not a 2
     fashion  horizontal flips, padded random crops, random erasing
     natural  the same as fashion (CIFAR's standard recipe, He et al. 2016, sec. 4.2)
     none     nothing
@@ -28,6 +31,9 @@ class AugmentSpec:
     rotate_deg: float = 10.0        # digits
     shift: float = 0.1              # digits: fraction of the side
     scale: tuple[float, float] = (0.9, 1.1)
+    elastic_alpha: float = 34.0     # digits: the displacement scale in pixels (Simard et al.: 34)
+    elastic_sigma: float = 4.0      # digits: the Gaussian's sigma in pixels (Simard et al.: 4)
+    elastic_p: float = 0.5          # digits: share of the images that are deformed elastically
     crop_pad: int = 2               # fashion/natural: pixels of zero padding before the crop
     flip: bool = True
     erase_p: float = 0.5            # random erasing (Zhong et al. 2017): probability per image
@@ -54,12 +60,17 @@ def _uniform(n: int, lo: float, hi: float, gen: torch.Generator) -> torch.Tensor
 def sample_params(spec: AugmentSpec, n: int, height: int, width: int, gen: torch.Generator) -> dict:
     """Random parameters for n images (drawn on the CPU so every device agrees)."""
     if spec.kind == "digits":
-        return {
+        prm = {
             "angle": _uniform(n, -spec.rotate_deg, spec.rotate_deg, gen) * math.pi / 180,
             "scale": _uniform(n, *spec.scale, gen),
             "tx": _uniform(n, -2 * spec.shift, 2 * spec.shift, gen),  # grid units: the side is 2
             "ty": _uniform(n, -2 * spec.shift, 2 * spec.shift, gen),
         }
+        if spec.elastic_alpha > 0 and spec.elastic_p > 0:
+            on = (torch.rand(n, generator=gen) < spec.elastic_p).view(n, 1, 1, 1)
+            flow = elastic_field(n, height, width, spec.elastic_alpha, spec.elastic_sigma, gen)
+            prm["flow"] = flow * on
+        return prm
     if spec.kind in ("fashion", "natural"):
         p = spec.crop_pad
         area = _uniform(n, *spec.erase_area, gen) * height * width
@@ -78,6 +89,33 @@ def sample_params(spec: AugmentSpec, n: int, height: int, width: int, gen: torch
     return {}
 
 
+def gaussian_kernel(sigma: float) -> torch.Tensor:
+    """The normalised 1-D Gaussian, truncated at 3 sigma (at least radius 1)."""
+    radius = max(1, int(math.ceil(3 * sigma)))
+    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    g = torch.exp(-0.5 * (t / sigma) ** 2)
+    return g / g.sum()
+
+
+def elastic_field(n: int, height: int, width: int, alpha: float, sigma: float,
+                  gen: torch.Generator) -> torch.Tensor:
+    """Simard et al.'s displacement field in pixels, (N, 2, H, W): dx then dy.
+
+    Uniform [-1, 1] noise per pixel and direction, smoothed by a Gaussian of
+    `sigma` pixels (separable, reflected at the borders), times `alpha`.
+    """
+    noise = torch.rand(n * 2, 1, height, width, generator=gen) * 2 - 1     # (2N, 1, H, W)
+    g = gaussian_kernel(sigma)
+    r = g.numel() // 2
+    # reflection needs a pad smaller than the side: repeat it for large sigmas
+    pad_y, pad_x = min(r, height - 1), min(r, width - 1)
+    x = F.pad(noise, (pad_x, pad_x, 0, 0), mode="reflect")
+    x = F.conv2d(F.pad(x, (r - pad_x, r - pad_x, 0, 0), mode="replicate"), g.view(1, 1, 1, -1))
+    x = F.pad(x, (0, 0, pad_y, pad_y), mode="reflect")
+    x = F.conv2d(F.pad(x, (0, 0, r - pad_y, r - pad_y), mode="replicate"), g.view(1, 1, -1, 1))
+    return alpha * x.view(n, 2, height, width)
+
+
 def _affine(x: torch.Tensor, prm: dict) -> torch.Tensor:
     cos, sin, s = prm["angle"].cos(), prm["angle"].sin(), prm["scale"]
     theta = torch.stack([
@@ -85,6 +123,10 @@ def _affine(x: torch.Tensor, prm: dict) -> torch.Tensor:
         torch.stack([sin / s, cos / s, prm["ty"]], dim=1),
     ], dim=1).to(x)                                                 # (N, 2, 3)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)  # (N, H, W, 2)
+    if "flow" in prm:  # pixels -> grid units (a pixel is 2/W wide); output (i, j) reads from grid + flow
+        h, w = x.shape[2], x.shape[3]
+        scale = torch.tensor([2.0 / w, 2.0 / h], dtype=grid.dtype, device=grid.device)
+        grid = grid + prm["flow"].to(grid).permute(0, 2, 3, 1) * scale
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
