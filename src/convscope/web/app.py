@@ -22,6 +22,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.requests import ClientDisconnect
 
+from convscope.web.batching import Overloaded
 from convscope.web.encoding import MAX_BODY_BYTES, InputError, image_from_request, parse_body
 from convscope.web.inference import Explorer
 
@@ -58,8 +59,13 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     return b"".join(chunks)
 
 
-def create_app(run_dir: str | Path | None = None, *, explorer: Explorer | None = None) -> FastAPI:
-    """The explorer app for a run folder (loaded once, here) or an already built Explorer."""
+def create_app(run_dir: str | Path | None = None, *, explorer: Explorer | None = None,
+               max_batch: int = 32, max_wait_s: float = 0.002) -> FastAPI:
+    """The explorer app for a run folder (loaded once, here) or an already built Explorer.
+
+    `max_batch`: the most /api/predict requests answered by one forward pass (1: each
+    request alone, on the event loop, as before batching); `max_wait_s`: how long the
+    first request of a batch may wait for company."""
     if explorer is None:
         if run_dir is None:
             raise ValueError("create_app needs a run folder or an Explorer")
@@ -78,16 +84,21 @@ def create_app(run_dir: str | Path | None = None, *, explorer: Explorer | None =
     async def model_info() -> Response:
         return Response(model_json, media_type="application/json")
 
+    batcher = app.state.batcher = predict_batcher(explorer, max_batch=max_batch, max_wait_s=max_wait_s)
+
     @app.post("/api/predict")
     async def predict(request: Request) -> Response:
-        # Runs on the event loop on purpose: one forward of lenet5 is ~0.2 ms,
-        # less than a hop to the thread pool (see docs/benchmarks.md).
+        # Requests that arrive together share one forward pass (web/batching.py).
         try:
             obj = parse_body(await read_body(request))
-            image, preprocess = image_from_request(obj)
-            return Response(explorer.predict_json(image, preprocess=preprocess), media_type="application/json")
+            if batcher is None:
+                image, preprocess = image_from_request(obj)
+                return Response(explorer.predict_json(image, preprocess=preprocess), media_type="application/json")
+            return Response(await batcher.submit(obj), media_type="application/json")
         except InputError as exc:
             return _error(exc)
+        except Overloaded as exc:
+            return _json({"detail": str(exc)}, 503)
         except ClientDisconnect:  # nobody is left to read an answer
             return _json({"detail": "the client went away before sending the whole body"}, 400)
 
@@ -102,6 +113,33 @@ def create_app(run_dir: str | Path | None = None, *, explorer: Explorer | None =
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def predict_batcher(explorer: Explorer, *, max_batch: int = 32, max_wait_s: float = 0.002):
+    """A Batcher answering parsed /api/predict bodies with JSON text (None for max_batch 1).
+
+    A body that cannot be read fails alone (its InputError goes to its caller) and
+    the rest of its batch shares one forward pass."""
+    from convscope.web.batching import Batcher
+
+    if max_batch <= 1:
+        return None
+
+    def run_batch(bodies: list[dict[str, Any]]) -> list[Any]:
+        answers: list[Any] = [None] * len(bodies)
+        good: list[int] = []
+        requests = []
+        for i, obj in enumerate(bodies):
+            try:
+                requests.append(image_from_request(obj))
+                good.append(i)
+            except InputError as exc:
+                answers[i] = exc
+        for i, text in zip(good, explorer.predict_json_batch(requests) if requests else []):
+            answers[i] = text
+        return answers
+
+    return Batcher(run_batch, max_batch=max_batch, max_wait_s=max_wait_s)
 
 
 def app_from_env() -> FastAPI:

@@ -152,6 +152,23 @@ def encode_maps(name: str, act: np.ndarray) -> dict[str, Any]:
     }
 
 
+def encode_maps_many(name: str, acts: np.ndarray) -> list[dict[str, Any]]:
+    """`encode_maps(name, acts[i])` for every i of a batch (N, C, H, W) or (N, K), with the
+    arithmetic done once for the whole batch (the same numbers, a fraction of the calls)."""
+    a = np.asarray(acts, dtype=np.float32)
+    n = a.shape[0]
+    maps = a.reshape(n, a.shape[1], -1) if a.ndim == 4 else a.reshape(n, 1, -1)  # (N, C, H*W)
+    lo = maps.min(axis=2, keepdims=True)
+    hi = maps.max(axis=2, keepdims=True)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    q = np.rint((maps - lo) / span * 255.0).astype(np.uint8)
+    shape = list(a.shape[1:])
+    los, his = lo[:, :, 0].tolist(), hi[:, :, 0].tolist()
+    whole_lo, whole_hi = lo.min(axis=(1, 2)).tolist(), hi.max(axis=(1, 2)).tolist()
+    return [{"name": name, "shape": shape, "min": whole_lo[i], "max": whole_hi[i], "map_min": los[i],
+             "map_max": his[i], "data": base64.b64encode(q[i].tobytes()).decode("ascii")} for i in range(n)]
+
+
 def decode_maps(layer: dict[str, Any]) -> np.ndarray:
     """The inverse of `encode_maps` (up to 8-bit rounding): float32 of `layer["shape"]`."""
     q = np.frombuffer(base64.b64decode(layer["data"]), dtype=np.uint8).astype(np.float32)
