@@ -15,7 +15,7 @@ _LAZY = {
     "list_models": "convscope.models",
     "import_weights": "convscope.models",
     "summary": "convscope.analysis",
-    "load": "convscope.train.checkpoint",
+    "load": "convscope.runs",
     "get_dataset": "convscope.data",
 }
 

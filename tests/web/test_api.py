@@ -183,6 +183,7 @@ def test_predict_json_is_predict_as_json(random_explorer):
 
     img = _digit()
     fast, slow = json.loads(random_explorer.predict_json(img)), random_explorer.predict(img)
+    assert slow.pop("input_id") == fast.pop("input_id") + 1  # each answer names its own input
     for key in ("input", "raw"):  # 4 decimals both ways (float32 rounding may differ in the last one)
         np.testing.assert_allclose(fast.pop(key), slow.pop(key), atol=1.01e-4, rtol=0)
     assert fast == slow

@@ -10,6 +10,8 @@ import zlib
 import numpy as np
 import pytest
 
+from convscope.web.encoding import MAX_BODY_BYTES
+
 pytestmark = pytest.mark.xdist_group("web")
 GOOD = {"image": np.pad(np.ones((12, 3)), 8).tolist()}
 
@@ -113,17 +115,17 @@ def test_messages_say_what_to_do(client):
     assert "10000x10000" in r.json()["detail"] and "560x560" in r.json()["detail"]
 
 
-def test_body_over_1mb_by_content_length(client):
-    body = b'{"image": [' + b" " * (1024 * 1024) + b"]}"
+def test_body_over_the_limit_by_content_length(client):
+    body = b'{"image": [' + b" " * MAX_BODY_BYTES + b"]}"
     _check(client.post("/api/predict", content=body), 413)
     _still_answers(client)
 
 
-def test_body_over_1mb_streamed_without_length(client):
+def test_body_over_the_limit_streamed_without_length(client):
     sent = []
 
     def chunks():  # chunked transfer: no Content-Length to check, so the server must count
-        for _ in range(40):
+        for _ in range(MAX_BODY_BYTES // 65536 + 8):
             sent.append(1)
             yield b" " * 65536
 
@@ -132,7 +134,7 @@ def test_body_over_1mb_streamed_without_length(client):
 
 
 def test_a_lying_content_length_over_a_real_socket(random_explorer, web_support):
-    """Over TCP: a client announcing 1 byte and streaming 2 MB chunked, and one announcing 2 MB."""
+    """Over TCP: a client streaming more than the limit chunked, and one announcing more than it."""
     import http.client
 
     from convscope.web import create_app
@@ -144,7 +146,7 @@ def test_a_lying_content_length_over_a_real_socket(random_explorer, web_support)
         conn.putheader("Transfer-Encoding", "chunked")
         conn.endheaders()
         try:
-            for _ in range(32):
+            for _ in range(MAX_BODY_BYTES // 65536 + 8):
                 chunk = b" " * 65536
                 conn.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             conn.send(b"0\r\n\r\n")
@@ -153,7 +155,7 @@ def test_a_lying_content_length_over_a_real_socket(random_explorer, web_support)
         assert conn.getresponse().status == 413
         conn.close()
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        conn.request("POST", "/api/predict", body=b"x" * 10, headers={"Content-Length": "2000000"})
+        conn.request("POST", "/api/predict", body=b"x" * 10, headers={"Content-Length": str(MAX_BODY_BYTES + 1)})
         assert conn.getresponse().status == 413
         conn.close()
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)

@@ -33,6 +33,7 @@ whole run config (config.json) or just its "preprocessing" dict.
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any, Union
 
@@ -40,7 +41,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-ImageLike = Union[Image.Image, np.ndarray, torch.Tensor, str, Path]
+from convscope.errors import DataError, RunError
+
+ImageLike = Union[Image.Image, np.ndarray, torch.Tensor, str, Path, bytes]
 
 MNIST_SIZE = 28
 MNIST_BOX = 20  # the digit's longer side after size normalisation
@@ -51,22 +54,29 @@ _VISIBLE = 1.0 / 255.0  # below this nothing shows in an 8-bit image: the image 
 # ---- loading and conversion -------------------------------------------------------------
 
 def load_image(source: ImageLike) -> Image.Image:
-    """A PIL image from a path, a PIL image or an array; EXIF rotation applied."""
+    """A PIL image from a path, the bytes of an image file, a PIL image or an array;
+    EXIF rotation applied."""
     if isinstance(source, Image.Image):
         return source
     if isinstance(source, torch.Tensor):
         source = source.detach().cpu().numpy()
     if isinstance(source, np.ndarray):
         return _array_to_pil(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return _open(io.BytesIO(bytes(source)), "the image bytes")
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(f"no image file at {path}")
+    return _open(path, str(path))
+
+
+def _open(fp: Any, what: str) -> Image.Image:
     try:
-        with Image.open(path) as img:
+        with Image.open(fp) as img:
             img.load()
             return ImageOps.exif_transpose(img)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ValueError(f"cannot read {path} as an image ({exc}); use a PNG, JPEG, BMP, GIF, "
+        raise DataError(f"cannot read {what} as an image ({exc}); use a PNG, JPEG, BMP, GIF, "
                          "TIFF or WebP file") from exc
 
 
@@ -240,11 +250,11 @@ def _clean_digit(gray: np.ndarray) -> np.ndarray:
 def _read_config(config: dict[str, Any]) -> tuple[dict[str, Any], list[float], list[float]]:
     pre = config.get("preprocessing", config)
     if not isinstance(pre, dict) or pre.get("kind") not in ("digits", "resize"):
-        raise ValueError('the run config has no usable "preprocessing" (need "kind": "digits" or '
+        raise RunError('the run config has no usable "preprocessing" (need "kind": "digits" or '
                          f'"resize"), got {pre!r}; retrain with this version of convscope')
     norm = config.get("normalization") or pre
     if "mean" not in norm or "std" not in norm:
-        raise ValueError('the run config has no normalisation: expected "normalization": '
+        raise RunError('the run config has no normalisation: expected "normalization": '
                          '{"mean": [...], "std": [...]}')
     return pre, list(norm["mean"]), list(norm["std"])
 

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from convscope.predictor import main_logits
 from convscope.train import augment as aug
 from convscope.train.metrics import confusion_matrix, topk_correct
 from convscope.train.runtime import Runtime, all_sum
@@ -44,11 +45,6 @@ class Batches:
         if mask is not None:
             x = x.masked_fill(mask, 0.0)                    # erased patch = the dataset mean
         return x, self.labels[idx]
-
-
-def main_logits(out: Any) -> torch.Tensor:
-    """Models with auxiliary heads (GoogLeNet in train mode) return a tuple: logits first."""
-    return out[0] if isinstance(out, (tuple, list)) else out
 
 
 def loss_with_aux(out: Any, y: torch.Tensor, smoothing: float, aux_weight: float = 0.3) -> torch.Tensor:

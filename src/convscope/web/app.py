@@ -1,12 +1,18 @@
-"""The explorer's HTTP side: three JSON routes and a static page (no build step).
+"""The explorer's HTTP side: JSON routes and a static page (no build step).
 
-    GET  /api/health   {"status": "ok", "model": "lenet5", ...}
-    GET  /api/model    layers in order with shapes, kernel/stride/padding,
-                       receptive field (rf, jump, start) and the conv kernels
-    POST /api/predict  {"image": [[...]]} or {"png": "data:image/png;base64,..."}
-                       [+ "preprocess": false] -> probabilities, top, input, raw, layers
+    GET  /api/health   {"status": "ok", "model": "lenet5", "random_weights": false, ...}
+    GET  /api/model    layers in forward order: name, kind, shape, inputs (the graph),
+                       kernel/stride/padding, receptive field (rf, jump, start),
+                       params and MACs; small conv kernels
+    POST /api/predict  {"image": [[...]]}, {"png": "data:image/png;base64,..."},
+                       {"file": "data:image/<type>;base64,..."} or {"sample": i}
+                       [+ "preprocess": false] -> probabilities, top, input, raw,
+                       input_id, warnings, the first screen of layers
+    GET  /api/layer    ?name=L[&input=ID&offset=0&limit=64&sort=index|strength]
+    GET  /api/weights  ?name=L&unit=i: one unit's kernel / row / batch-norm channel
+    GET  /api/samples  ?offset=0&limit=24[&wrong=1]: the run's test images, true labels
 
-Bad input answers 4xx with {"detail": message}; the body is capped at 1 MiB
+Bad input answers 4xx with {"detail": message}; the body is capped at 16 MiB
 both by its Content-Length and by counting the bytes as they stream in, so a
 lying or chunked client cannot make the server buffer more.
 """
@@ -20,11 +26,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from convscope.web.batching import Overloaded
 from convscope.web.encoding import MAX_BODY_BYTES, InputError, image_from_request, parse_body
-from convscope.web.inference import Explorer
+from convscope.web.inference import BIG_MACS, Explorer
 
 STATIC = Path(__file__).parent / "static"
 
@@ -42,8 +48,8 @@ def _error(exc: InputError) -> Response:
 
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     """The request body, or InputError 413 as soon as it is known to exceed `limit` bytes."""
-    too_big = InputError(f"the request body is over {limit // 1024} KiB; send a PNG data URL "
-                         f"or a smaller image (at most 560x560)", 413)
+    too_big = InputError(f"the request body is over {limit // (1024 * 1024)} MiB; send a smaller image file "
+                         "(scale it down first)", 413)
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
@@ -59,87 +65,141 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     return b"".join(chunks)
 
 
-def create_app(run_dir: str | Path | None = None, *, explorer: Explorer | None = None,
-               max_batch: int = 32, max_wait_s: float = 0.002) -> FastAPI:
-    """The explorer app for a run folder (loaded once, here) or an already built Explorer.
+OPTIONAL_ROUTERS = ("convscope.web.units_routes", "convscope.web.training")
+OPTIONAL_SCRIPTS = ("units.js", "train.js")
 
-    `max_batch`: the most /api/predict requests answered by one forward pass (1: each
-    request alone, on the event loop, as before batching); `max_wait_s`: how long the
-    first request of a batch may wait for company."""
+
+def _include_optional_routers(app: FastAPI) -> list[str]:
+    """Routers of the optional explorer parts that are installed (each module exposes `router`)."""
+    import importlib
+
+    found = []
+    for name in OPTIONAL_ROUTERS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # the part exists but something it needs is missing: say so
+                raise
+            continue
+        app.include_router(module.router)
+        found.append(name)
+    return found
+
+
+def _page() -> bytes:
+    """index.html with the optional parts' scripts, for those present in static/."""
+    html = (STATIC / "index.html").read_text()
+    tags = "".join(f'<script src="/static/{js}"></script>\n' for js in OPTIONAL_SCRIPTS if (STATIC / js).is_file())
+    return html.replace("<!-- optional scripts -->", tags).encode()
+
+
+def _int(request: Request, key: str, default: int | None) -> int | None:
+    raw = request.query_params.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise InputError(f"{key} must be a whole number, got {raw[:20]!r}", 422) from None
+
+
+def create_app(run_dir: str | Path | None = None, *, explorer: Explorer | None = None,
+               model: str | None = None) -> FastAPI:
+    """The explorer app for a run folder, a model name ("resnet18", "torchvision:resnet18")
+    or an already built Explorer (loaded once, here)."""
     if explorer is None:
-        if run_dir is None:
-            raise ValueError("create_app needs a run folder or an Explorer")
-        explorer = Explorer.from_run(run_dir)
+        if run_dir is None and model is None:
+            raise ValueError("create_app needs a run folder, a model name or an Explorer")
+        explorer = Explorer.from_run(run_dir) if run_dir is not None else Explorer.from_name(model)
     app = FastAPI(title="convscope explorer", docs_url="/api/docs", redoc_url=None,
                   openapi_url="/api/openapi.json")
     app.state.explorer = explorer
     model_json = json.dumps(explorer.describe(), separators=(",", ":"))
+    slow = explorer.macs > BIG_MACS  # big networks run in a worker thread, so the loop keeps serving
+
+    async def call(fn, *args, **kwargs):
+        if slow:
+            return await run_in_threadpool(fn, *args, **kwargs)
+        return fn(*args, **kwargs)
 
     @app.get("/api/health")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "model": explorer.name, "run": explorer.run_dir,
-                "dataset": explorer.config.get("dataset"), "classes": explorer.classes}
+                "dataset": explorer.config.get("dataset"), "classes": explorer.classes,
+                "random_weights": explorer.random_weights, "origin": explorer.origin}
 
     @app.get("/api/model")
     async def model_info() -> Response:
         return Response(model_json, media_type="application/json")
 
-    batcher = app.state.batcher = predict_batcher(explorer, max_batch=max_batch, max_wait_s=max_wait_s)
-
     @app.post("/api/predict")
     async def predict(request: Request) -> Response:
-        # Requests that arrive together share one forward pass (web/batching.py).
+        # Small networks run on the event loop on purpose: one forward of lenet5 is
+        # ~0.2 ms, less than a hop to the thread pool (see docs/benchmarks.md).
         try:
             obj = parse_body(await read_body(request))
-            if batcher is None:
-                image, preprocess = image_from_request(obj)
-                return Response(explorer.predict_json(image, preprocess=preprocess), media_type="application/json")
-            return Response(await batcher.submit(obj), media_type="application/json")
+            if "sample" in obj:
+                index = obj["sample"]
+                if isinstance(index, bool) or not isinstance(index, int):
+                    raise InputError('"sample" must be the index of a sample (GET /api/samples lists them)')
+                return _json(await call(explorer.predict_sample, index))
+            image, preprocess = image_from_request(obj)
+            return _json(await call(explorer.predict, image, preprocess=preprocess))
         except InputError as exc:
             return _error(exc)
-        except Overloaded as exc:
-            return _json({"detail": str(exc)}, 503)
         except ClientDisconnect:  # nobody is left to read an answer
             return _json({"detail": "the client went away before sending the whole body"}, 400)
 
+    @app.get("/api/layer")
+    async def layer(request: Request) -> Response:
+        """One layer's maps for the last input (or ?input=ID): ?name=&offset=&limit=&sort=index|strength."""
+        try:
+            name = request.query_params.get("name")
+            if not name:
+                raise InputError("say which layer: /api/layer?name=conv1 (GET /api/model lists them)", 422)
+            out = await call(explorer.layer, name, input_id=_int(request, "input", None),
+                             offset=_int(request, "offset", 0), limit=_int(request, "limit", 64),
+                             sort=request.query_params.get("sort", "index"))
+            return _json(out)
+        except InputError as exc:
+            return _error(exc)
+
+    @app.get("/api/weights")
+    async def weights(request: Request) -> Response:
+        """The weights of one unit: ?name=conv1&unit=3."""
+        try:
+            name = request.query_params.get("name") or ""
+            return _json(explorer.weights(name, _int(request, "unit", 0)))
+        except InputError as exc:
+            return _error(exc)
+
+    @app.get("/api/samples")
+    async def samples(request: Request) -> Response:
+        """Images of the run's test split with their true labels: ?offset=&limit=&wrong=1."""
+        try:
+            wrong = request.query_params.get("wrong", "0") not in ("0", "false", "")
+            out = await call(explorer.samples, offset=_int(request, "offset", 0),
+                             limit=_int(request, "limit", 24), wrong=wrong)
+            return _json(out)
+        except InputError as exc:
+            return _error(exc)
+
+    page = _page()
+
     @app.get("/", include_in_schema=False)
-    async def index() -> FileResponse:
-        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+    async def index() -> Response:
+        return Response(page, media_type="text/html", headers={"Cache-Control": "no-cache"})
+
+    app.state.optional_routers = _include_optional_routers(app)
 
     @app.exception_handler(404)
     async def not_found(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"detail": f"nothing at {request.url.path}; the API is /api/health, "
-                                       "/api/model and POST /api/predict"}, status_code=404)
+        return JSONResponse({"detail": f"nothing at {request.url.path}; the API is /api/health, /api/model, "
+                                       "POST /api/predict, /api/layer, /api/weights and /api/samples"},
+                            status_code=404)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
-
-
-def predict_batcher(explorer: Explorer, *, max_batch: int = 32, max_wait_s: float = 0.002):
-    """A Batcher answering parsed /api/predict bodies with JSON text (None for max_batch 1).
-
-    A body that cannot be read fails alone (its InputError goes to its caller) and
-    the rest of its batch shares one forward pass."""
-    from convscope.web.batching import Batcher
-
-    if max_batch <= 1:
-        return None
-
-    def run_batch(bodies: list[dict[str, Any]]) -> list[Any]:
-        answers: list[Any] = [None] * len(bodies)
-        good: list[int] = []
-        requests = []
-        for i, obj in enumerate(bodies):
-            try:
-                requests.append(image_from_request(obj))
-                good.append(i)
-            except InputError as exc:
-                answers[i] = exc
-        for i, text in zip(good, explorer.predict_json_batch(requests) if requests else []):
-            answers[i] = text
-        return answers
-
-    return Batcher(run_batch, max_batch=max_batch, max_wait_s=max_wait_s)
 
 
 def app_from_env() -> FastAPI:
@@ -148,4 +208,6 @@ def app_from_env() -> FastAPI:
     import torch
 
     torch.set_num_threads(int(os.environ.get("CONVSCOPE_THREADS", "1")))
+    if os.environ.get("CONVSCOPE_MODEL"):
+        return create_app(model=os.environ["CONVSCOPE_MODEL"])
     return create_app(os.environ["CONVSCOPE_RUN"])

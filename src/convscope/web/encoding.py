@@ -20,9 +20,11 @@ import numpy as np
 
 MIN_SIDE = 8
 MAX_SIDE = 560
-MAX_BODY_BYTES = 1024 * 1024  # 1 MiB: a 280x280 PNG from the page is ~3-10 kB
+MAX_BODY_BYTES = 16 * 1024 * 1024  # 16 MiB: a phone photo as base64; a 280x280 PNG from the page is ~3-10 kB
 PNG_PREFIX = "data:image/png;base64,"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+FILE_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WebP", "BMP": "BMP", "GIF": "GIF"}
+MAX_FILE_PIXELS = 4096 * 4096  # a 16-megapixel photo; larger ones are scaled down first
 
 
 class InputError(ValueError):
@@ -47,17 +49,21 @@ def parse_body(body: bytes) -> dict[str, Any]:
     return obj
 
 
-def image_from_request(obj: dict[str, Any]) -> tuple[np.ndarray, bool]:
-    """The (H, W) float32 image in [0, 1] and the `preprocess` flag of a request."""
+def image_from_request(obj: dict[str, Any]) -> tuple[Any, bool]:
+    """The image of a request and its `preprocess` flag: an (H, W) float32 array in [0, 1]
+    for "image", a decoded PIL image (first frame, 8 bits per channel) for "png" and "file"."""
     preprocess = obj.get("preprocess", True)
     if not isinstance(preprocess, bool):
         raise InputError(f'"preprocess" must be true or false, got {json.dumps(preprocess)[:40]}')
-    has_image, has_png = "image" in obj, "png" in obj
-    if has_image == has_png:
-        raise InputError('send exactly one of "image" (a 2-D list of floats in [0, 1]) '
-                         'or "png" (a data:image/png;base64,... URL)')
-    img = image_from_list(obj["image"]) if has_image else image_from_png(obj["png"])
-    return img, preprocess
+    given = [k for k in ("image", "png", "file") if k in obj]
+    if len(given) != 1:
+        raise InputError('send exactly one of "image" (a 2-D list of floats in [0, 1]), '
+                         '"png" (a data:image/png;base64,... URL) or "file" (a data:image/...;base64,... URL)')
+    if given[0] == "image":
+        return image_from_list(obj["image"]), preprocess
+    if given[0] == "png":
+        return image_from_png(obj["png"]), preprocess
+    return image_from_file(obj["file"]), preprocess
 
 
 def _check_size(h: int, w: int) -> None:
@@ -91,82 +97,122 @@ def image_from_list(value: Any) -> np.ndarray:
     return arr
 
 
-def image_from_png(value: Any) -> np.ndarray:
-    """A PNG data URL -> float32 (H, W) in [0, 1]; transparency counts as black."""
-    from PIL import Image
-
+def image_from_png(value: Any):
+    """A PNG data URL (what the drawing canvas sends) -> a PIL image."""
     if not isinstance(value, str):
         raise InputError(f'"png" must be a string "{PNG_PREFIX}...", got {type(value).__name__}')
     if not value.startswith(PNG_PREFIX):
         raise InputError(f'"png" must be a PNG data URL starting with "{PNG_PREFIX}"', 415)
-    try:
-        raw = base64.b64decode(value[len(PNG_PREFIX):], validate=True)
-    except (binascii.Error, ValueError):
-        raise InputError('"png" is not valid base64 after the "data:image/png;base64," prefix', 400) from None
+    raw = _b64(value[len(PNG_PREFIX):], "png")
     if not raw.startswith(PNG_MAGIC):
         raise InputError('"png" does not hold a PNG file (its first bytes are not the PNG signature)', 415)
+    return decode_image(raw, ["PNG"], "png", min_side=MIN_SIDE)
+
+
+def image_from_file(value: Any):
+    """A data URL of an image file (PNG, JPEG, WebP, BMP, GIF) -> a PIL image."""
+    if not isinstance(value, str):
+        raise InputError(f'"file" must be a string "data:image/...;base64,...", got {type(value).__name__}')
+    head, sep, body = value.partition(",")
+    if not sep or not head.startswith("data:") or not head.endswith(";base64"):
+        raise InputError('"file" must be a data URL like "data:image/jpeg;base64,..."', 415)
+    raw = _b64(body, "file")
+    return decode_image(raw, list(FILE_FORMATS), "file", min_side=1)
+
+
+def _b64(text: str, key: str) -> bytes:
     try:
-        with warnings.catch_warnings():  # we check the size ourselves, just below
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise InputError(f'"{key}" is not valid base64 after its data URL prefix', 400) from None
+
+
+def decode_image(raw: bytes, formats: list[str], key: str, *, min_side: int = 1):
+    """Bytes of an image file -> a PIL image ready for the predictor: the first frame of an
+    animation, EXIF rotation applied, 16-bit grey scaled to 8 bits, CMYK as RGB; transparency
+    is kept (the predictor flattens it onto the background that shows the ink)."""
+    from PIL import Image, ImageOps
+
+    try:
+        with warnings.catch_warnings():  # the size is checked just below, from the header
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(raw), formats=["PNG"])
-        _check_size(im.height, im.width)  # from the header, before decompressing anything
+            im = Image.open(io.BytesIO(raw), formats=formats)
+    except Image.DecompressionBombError:
+        raise InputError(f"the image is enormous; send one of at most {MAX_FILE_PIXELS:,} pixels", 413) from None
+    except Exception as exc:  # UnidentifiedImageError and friends
+        kinds = ", ".join(FILE_FORMATS[f] for f in formats)
+        raise InputError(f'"{key}" does not hold an image Pillow can read as {kinds} ({type(exc).__name__})', 415) from None
+    w, h = im.size
+    if key == "png" and max(w, h) > MAX_SIDE:
+        _check_size(h, w)
+    if w * h > MAX_FILE_PIXELS:
+        raise InputError(f"the image is {w}x{h} = {w * h:,} pixels; send one of at most {MAX_FILE_PIXELS:,} "
+                         "(scale it down first)", 413)
+    if min(w, h) < min_side:
+        _check_size(h, w)
+    frames = getattr(im, "n_frames", 1)
+    try:
+        im.seek(0)
         im.load()
+        im = ImageOps.exif_transpose(im)
+        im = _eight_bit(im)
     except InputError:
         raise
-    except Image.DecompressionBombError:
-        raise InputError(f"the PNG is enormous; send one of at most {MAX_SIDE}x{MAX_SIDE} pixels", 413) from None
-    except Exception as exc:  # Pillow raises many kinds for damaged files
-        raise InputError(f'"png" could not be decoded ({type(exc).__name__}); send a complete PNG file', 400) from None
-    return _png_to_gray(im)
+    except Exception as exc:  # truncated or damaged data
+        raise InputError(f'"{key}" could not be decoded ({type(exc).__name__}); send a complete image file', 400) from None
+    im.info["frames"] = frames
+    return im
 
 
-def _png_to_gray(im) -> np.ndarray:
-    if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
-        rgba = np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0  # (H, W, 4)
-        # ITU-R 601 luma, as Pillow's convert("L"), times alpha: composite on black
-        luma = rgba[..., 0] * 0.299 + rgba[..., 1] * 0.587 + rgba[..., 2] * 0.114
-        return np.clip(luma * rgba[..., 3], 0.0, 1.0).astype(np.float32)
-    return np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+def _eight_bit(im):
+    """Modes the predictor reads (L, LA, P, RGB, RGBA): 16-bit and float grey are scaled
+    by their own range type, CMYK and YCbCr converted to RGB."""
+    from PIL import Image
+
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        a = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
+        return Image.fromarray((np.clip(a / top, 0, 1) * 255).round().astype(np.uint8), "L")
+    if im.mode == "F":
+        a = np.asarray(im, dtype=np.float64)
+        top = 1.0 if a.max() <= 1.0 else 255.0
+        return Image.fromarray((np.clip(a / top, 0, 1) * 255).round().astype(np.uint8), "L")
+    if im.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        return im.convert("RGB")
+    if im.mode == "1":
+        return im.convert("L")
+    return im
 
 
-def encode_maps(name: str, act: np.ndarray) -> dict[str, Any]:
+def encode_maps(name: str, act: np.ndarray, *, maps: np.ndarray | None = None) -> dict[str, Any]:
     """One layer's activations as uint8 base64, each map scaled by its own min/max.
 
     `act` is (C, H, W) for conv and pool layers or (N,) for fully connected ones
-    (one map). Map c decodes as min_c + q / 255 * (max_c - min_c).
+    (one map). Map c decodes as min_c + q / 255 * (max_c - min_c). `maps`: the
+    channel indices to send (in that order; default all): "maps" in the answer
+    lists them and "total_maps" says how many the layer has.
     """
     a = np.asarray(act, dtype=np.float32)
-    maps = a.reshape(a.shape[0], -1) if a.ndim == 3 else a.reshape(1, -1)  # (C, H*W)
-    lo = maps.min(axis=1, keepdims=True)
-    hi = maps.max(axis=1, keepdims=True)
+    full = a.reshape(a.shape[0], -1) if a.ndim == 3 else a.reshape(1, -1)  # (C, H*W)
+    picked = full if maps is None else full[np.asarray(maps, dtype=np.intp)]
+    lo = picked.min(axis=1, keepdims=True) if picked.size else np.zeros((0, 1), np.float32)
+    hi = picked.max(axis=1, keepdims=True) if picked.size else np.zeros((0, 1), np.float32)
     span = np.where(hi > lo, hi - lo, 1.0)
-    q = np.rint((maps - lo) / span * 255.0).astype(np.uint8)
+    q = np.rint((picked - lo) / span * 255.0).astype(np.uint8)
+    shape = list(a.shape)
     return {
         "name": name,
-        "shape": list(a.shape),
+        "shape": shape if maps is None or a.ndim != 3 else [len(picked), *shape[1:]],
+        "full_shape": shape,
+        "total_maps": int(full.shape[0]) if a.ndim == 3 else 1,
+        "maps": [int(m) for m in (range(full.shape[0]) if maps is None else maps)] if a.ndim == 3 else [0],
         "min": float(a.min()),
         "max": float(a.max()),
         "map_min": [float(v) for v in lo[:, 0]],
         "map_max": [float(v) for v in hi[:, 0]],
+        "bytes": int(q.size),
         "data": base64.b64encode(q.tobytes()).decode("ascii"),
     }
-
-
-def encode_maps_many(name: str, acts: np.ndarray) -> list[dict[str, Any]]:
-    """`encode_maps(name, acts[i])` for every i of a batch (N, C, H, W) or (N, K), with the
-    arithmetic done once for the whole batch (the same numbers, a fraction of the calls)."""
-    a = np.asarray(acts, dtype=np.float32)
-    n = a.shape[0]
-    maps = a.reshape(n, a.shape[1], -1) if a.ndim == 4 else a.reshape(n, 1, -1)  # (N, C, H*W)
-    lo = maps.min(axis=2, keepdims=True)
-    hi = maps.max(axis=2, keepdims=True)
-    span = np.where(hi > lo, hi - lo, 1.0)
-    q = np.rint((maps - lo) / span * 255.0).astype(np.uint8)
-    shape = list(a.shape[1:])
-    los, his = lo[:, :, 0].tolist(), hi[:, :, 0].tolist()
-    whole_lo, whole_hi = lo.min(axis=(1, 2)).tolist(), hi.max(axis=(1, 2)).tolist()
-    return [{"name": name, "shape": shape, "min": whole_lo[i], "max": whole_hi[i], "map_min": los[i],
-             "map_max": his[i], "data": base64.b64encode(q[i].tobytes()).decode("ascii")} for i in range(n)]
 
 
 def decode_maps(layer: dict[str, Any]) -> np.ndarray:
@@ -176,3 +222,14 @@ def decode_maps(layer: dict[str, Any]) -> np.ndarray:
     hi = np.asarray(layer["map_max"], dtype=np.float32)[:, None]
     maps = lo + q.reshape(len(lo), -1) / 255.0 * (hi - lo)
     return maps.reshape(layer["shape"])
+
+
+def png_data_url(shown: np.ndarray) -> str:
+    """A (C, H, W) image in [0, 1] (C = 1 or 3) as a PNG data URL."""
+    from PIL import Image
+
+    a = (np.clip(shown, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    img = Image.fromarray(a[0], "L") if a.shape[0] == 1 else Image.fromarray(a[:3].transpose(1, 2, 0), "RGB")
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=1)
+    return PNG_PREFIX + base64.b64encode(buf.getvalue()).decode("ascii")

@@ -1,15 +1,16 @@
-"""The explorer's model side: load a run once, describe its layers, predict with every activation.
+"""The explorer's model side: any model, any image; one forward records every layer.
 
-A "compatible" run is a small chain network on 1x28x28 images (lenet5 on
-mnist or fashion-mnist): its top-level children are run in order by the
-model's own forward, and forward hooks catch what each shown layer passes on.
-A conv or linear layer followed by an activation (ReLU) is shown after it,
-since that is what the next layer reads; the click-to-explain view on the page
-recomputes the pre-activation (dot product + bias) from the kernels sent by
-/api/model.
+`Explorer` wraps one predictor (the one inference path: images are prepared
+by `Predictor.prepare` exactly as `convscope predict` prepares them) and the
+model's graph (`web.graph`). A prediction runs the traced graph once and
+keeps every node's value for the last few inputs, so the page can fetch any
+layer later (`layer(...)`) without a second forward; the answer itself
+carries the guesses and the first screen of layers only.
 """
 from __future__ import annotations
 
+import collections
+import itertools
 import json
 import threading
 from pathlib import Path
@@ -19,224 +20,332 @@ import numpy as np
 import torch
 from torch import nn
 
-from convscope.web.encoding import InputError, encode_maps_many
+from convscope.web import graph as graphs
+from convscope.web.encoding import InputError, encode_maps
 
-SHOWN = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, nn.Linear)
-ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.ELU, nn.SiLU)
-MAX_KERNEL_VALUES = 20_000  # conv kernels sent to the page (lenet5: 150 + 2,400)
-# Every forward pass has at least this many rows (zeros padding the rest): float32 GEMM
-# for 1-15 rows takes other kernels than for 16 or more, whose sums differ in the last
-# bits, so without it an answer would depend on how many requests shared its batch.
-MIN_ROWS = 16
-
-
-def _pair(v: Any) -> list[int]:
-    return [int(v), int(v)] if isinstance(v, int) else [int(x) for x in v]
+FIRST_SCREEN_BYTES = 320 * 1024   # uint8 values of activations in one answer (~0.45 MB as base64)
+FIRST_MAPS = 8                    # maps per layer in the answer when a layer is larger than that
+MAX_PAGE_MAPS = 256
+KEEP_INPUTS = 16                  # inputs whose x is kept for /api/layer
+KEEP_VALUES = 2                   # ... of which the full activations stay in memory
+MAX_KERNEL_VALUES = 20_000        # conv kernels sent with /api/model (lenet5: 150 + 2,400)
+BIG_MACS = 50_000_000             # above this a forward goes to a worker thread
 
 
-def _kind(mod: nn.Module) -> str:
-    return {nn.Conv2d: "conv", nn.MaxPool2d: "maxpool", nn.AvgPool2d: "avgpool", nn.Linear: "fc"}[type(mod)]
-
-
-def _shown_layers(model: nn.Module) -> list[tuple[str, nn.Module, nn.Module, str | None]]:
-    """(name, layer, module whose output is shown, activation name) in forward order."""
-    children = list(model.named_children())
-    out = []
-    for i, (name, mod) in enumerate(children):
-        if type(mod) not in SHOWN:
-            continue
-        nxt = children[i + 1][1] if i + 1 < len(children) else None
-        if isinstance(nxt, ACTIVATIONS):
-            out.append((name, mod, nxt, type(nxt).__name__.lower()))
-        else:
-            out.append((name, mod, mod, None))
-    if not out:
-        raise ValueError(f"{type(model).__name__} has no top-level conv, pool or linear layers to show; "
-                         "the explorer serves chain networks such as lenet5")
-    return out
-
-
-def _geometry(kind: str, mod: nn.Module) -> dict[str, Any]:
-    """Kernel, stride, padding, dilation of a conv or pool layer (pairs)."""
-    if kind == "fc":
-        return {"kernel": None, "stride": None, "padding": None, "dilation": None}
-    stride = mod.stride if mod.stride is not None else mod.kernel_size
-    return {"kernel": _pair(mod.kernel_size), "stride": _pair(stride), "padding": _pair(mod.padding),
-            "dilation": _pair(getattr(mod, "dilation", 1))}
-
-
-def receptive_fields(layers: list[dict[str, Any]], input_hw: tuple[int, int]) -> None:
-    """Add "rf", "jump", "start" (per axis, in input pixels) to each layer dict, in place.
-
-    The conv/pool chain goes through `convscope.geometry.receptive_field` (one axis
-    at a time, so non-square kernels work too): "start" is the centre of unit 0's
-    window, so unit i covers input pixels start + i*jump +- (rf-1)/2 (some in the
-    padding). A fully connected layer sees the whole input.
-    """
-    from convscope.geometry import receptive_field
-
-    chain = [layer for layer in layers if layer["kind"] not in ("input", "fc")]
-    axes = [receptive_field([(c["kernel"][a], c["stride"][a], c["padding"][a], c["dilation"][a]) for c in chain])
-            for a in (0, 1)]
-    steps = {id(c): (axes[0][i], axes[1][i]) for i, c in enumerate(chain)}
-    whole = False
-    for layer in layers:
-        whole = whole or layer["kind"] == "fc"
-        if whole:  # every layer after the first fc one sees everything
-            layer["rf"] = [float(n) for n in input_hw]
-            layer["jump"] = [float(n) for n in input_hw]
-            layer["start"] = [(n - 1) / 2 for n in input_hw]
-        elif layer["kind"] == "input":
-            layer["rf"], layer["jump"], layer["start"] = [1.0, 1.0], [1.0, 1.0], [0.0, 0.0]
-        else:
-            ys, xs = steps[id(layer)]
-            layer["rf"] = [float(ys.receptive_field), float(xs.receptive_field)]
-            layer["jump"] = [float(ys.jump), float(xs.jump)]
-            layer["start"] = [float(ys.start), float(xs.start)]
+def _default_config(model: nn.Module, config: dict[str, Any] | None) -> dict[str, Any]:
+    """A config with every key the predictor and the page read (old runs lack some)."""
+    cfg = dict(config or {})
+    size = list(cfg.get("input_size") or getattr(model, "default_input_size", (1, 28, 28)))
+    cfg["input_size"] = size
+    c, h, w = size
+    pre = dict(cfg.get("preprocessing") or {})
+    pre.setdefault("kind", "digits" if (c, h, w) == (1, 28, 28) else "resize")
+    pre.setdefault("size", [h, w])
+    pre.setdefault("channels", c)
+    cfg["preprocessing"] = pre
+    norm = cfg.get("normalization") or {"mean": pre.get("mean", [0.0] * c), "std": pre.get("std", [1.0] * c)}
+    cfg["normalization"] = {"mean": [float(v) for v in norm["mean"]], "std": [float(v) for v in norm["std"]]}
+    return cfg
 
 
 class Explorer:
-    """A loaded run: `describe()` is /api/model, `predict(img)` is /api/predict."""
+    """A loaded model: `describe()` is /api/model, `predict_json(img)` is /api/predict."""
 
-    def __init__(self, model: nn.Module, config: dict[str, Any], *, run_dir: str | Path | None = None) -> None:
-        self.model = model.eval()
-        self.config = config
+    def __init__(self, model: nn.Module, config: dict[str, Any] | None = None, *,
+                 run_dir: str | Path | None = None, random_weights: bool = False, origin: str | None = None) -> None:
+        from convscope.web._shim import Predictor
+
+        self.config = _default_config(model, config)
+        self.predictor = Predictor(model.eval(), self.config)
+        self.model = self.predictor.model
         self.run_dir = str(run_dir) if run_dir is not None else None
-        size = config.get("input_size") or list(getattr(model, "default_input_size", (1, 28, 28)))
-        if list(size) != [1, 28, 28]:
-            raise ValueError(f"the explorer draws 28x28 grayscale digits, but this run's model takes "
-                             f"{'x'.join(map(str, size))} input; serve a run trained on mnist or fashion-mnist")
-        norm = config.get("normalization") or {}
-        self.mean = float((norm.get("mean") or [0.0])[0])
-        self.std = float((norm.get("std") or [1.0])[0])
-        pre = config.get("preprocessing") or {}
-        # a digits model trained on black ink on white wants the drawing inverted
-        self.invert = bool(pre.get("invert", False)) and pre.get("kind", "digits") == "digits"
-        self._shown = _shown_layers(model)
-        self._acts: dict[str, torch.Tensor] = {}
-        self._lock = threading.Lock()  # the hooks write one shared dict
-        for name, _, tap, _ in self._shown:
-            tap.register_forward_hook(self._hook(name))
-        probe = self._forward(torch.zeros(1, 1, 28, 28))
-        self.num_classes = int(probe[0].shape[-1])
-        classes = config.get("classes") or [str(i) for i in range(self.num_classes)]
-        self.classes = [str(c) for c in classes]
+        self.random_weights = random_weights
+        self.origin = origin or self.run_dir
+        self.input_size = tuple(int(v) for v in self.predictor.input_size)
+        self.graph = graphs.Graph(self.model)
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._inputs: collections.OrderedDict[int, torch.Tensor] = collections.OrderedDict()
+        self._values: collections.OrderedDict[int, dict[str, torch.Tensor]] = collections.OrderedDict()
+        probe = torch.zeros(1, *self.input_size)
+        logits, values = self._forward(probe)
+        self.num_classes = int(logits.shape[-1])
+        self.classes = [str(c) for c in self.predictor.classes]
         if len(self.classes) != self.num_classes:
             raise ValueError(f"the run's config.json names {len(self.classes)} classes but its model has "
                              f"{self.num_classes} outputs; fix \"classes\" in config.json")
-        self._description = self._describe(probe[1])
+        self.layers = self.graph.build(values, self.input_size)
+        graphs.receptive_fields(self.layers, self.input_size[1:])
+        self._by_name = {layer["name"]: layer for layer in self.layers}
+        self._add_costs()
+        self.macs = sum(layer.get("macs") or 0 for layer in self.layers)
+        self._samples = None
+        self._description = self._describe()
 
+    # ---- construction ------------------------------------------------------------------
     @classmethod
     def from_run(cls, run_dir: str | Path) -> "Explorer":
-        from convscope.train.checkpoint import load
+        from convscope.web._shim import Predictor
 
-        model, config = load(run_dir)
-        return cls(model, config, run_dir=run_dir)
+        p = Predictor.from_run(run_dir)
+        return cls(p.model, p.config, run_dir=run_dir)
+
+    @classmethod
+    def from_name(cls, name: str) -> "Explorer":
+        """A zoo network with random weights, or "torchvision:NAME" with torchvision's weights."""
+        if name.startswith("torchvision:"):
+            from convscope.transfer.sources import from_torchvision
+
+            src = from_torchvision(name[len("torchvision:"):])
+            config = {"model": {"name": src.name, "kwargs": src.kwargs}, "dataset": src.dataset,
+                      "classes": src.classes, "input_size": list(src.input_size),
+                      "normalization": src.normalization, "preprocessing": src.preprocessing}
+            return cls(src.model, config, origin=name)
+        from convscope.web._shim import Predictor
+
+        p = Predictor.from_name(name)
+        return cls(p.model, p.config, random_weights=True, origin=f"{name} (random weights)")
 
     @property
     def name(self) -> str:
-        return str((self.config.get("model") or {}).get("name") or type(self.model).__name__)
+        return str((self.config.get("model") or {}).get("name") or getattr(self.model, "model_name", None)
+                   or type(self.model).__name__)
 
-    def _hook(self, name: str):
-        def hook(_mod: nn.Module, _inp: Any, out: torch.Tensor) -> None:
-            self._acts[name] = out.detach()
-        return hook
-
+    # ---- forward -----------------------------------------------------------------------
     def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Logits (1, K) and every shown layer's output, for one normalised (1, 1, 28, 28) image."""
-        with self._lock, torch.inference_mode():
-            self._acts = {}
-            logits = self.model(x)
-            acts = self._acts
-        return logits, acts
+        """Logits (1, K) and the value of every node, for one normalised (1, C, H, W) input."""
+        from convscope.web._shim import capture
 
-    def _describe(self, acts: dict[str, torch.Tensor]) -> dict[str, Any]:
-        layers: list[dict[str, Any]] = [{"name": "input", "kind": "input", "shape": [1, 28, 28],
-                                         "kernel": None, "stride": None, "padding": None,
-                                         "dilation": None, "activation": None}]
+        if self.graph.gm is not None:
+            out, values = graphs.run_graph(self.graph.gm, x)
+        else:
+            with torch.inference_mode():
+                out, values = capture(self.model, x)
+            values = {"input": x, **values}
+        logits = out[0] if isinstance(out, (tuple, list)) else out
+        return logits, values
+
+    def _values_for(self, input_id: int | None) -> tuple[int, dict[str, torch.Tensor]]:
+        with self._lock:
+            if input_id is None:
+                if not self._values:
+                    raise InputError("nothing predicted yet: POST /api/predict first", 409)
+                input_id = next(reversed(self._values))
+            if input_id in self._values:
+                self._values.move_to_end(input_id)
+                return input_id, self._values[input_id]
+            x = self._inputs.get(input_id)
+        if x is None:
+            raise InputError(f"input {input_id} is no longer kept (the server keeps the last {KEEP_INPUTS}); "
+                             "predict it again", 410)
+        _, values = self._forward(x)
+        self._keep(input_id, x, values)
+        return input_id, values
+
+    def _keep(self, input_id: int, x: torch.Tensor, values: dict[str, torch.Tensor]) -> None:
+        with self._lock:
+            self._inputs[input_id] = x
+            self._values[input_id] = values
+            while len(self._inputs) > KEEP_INPUTS:
+                self._inputs.popitem(last=False)
+            while len(self._values) > KEEP_VALUES:
+                self._values.popitem(last=False)
+
+    def value(self, values: dict[str, torch.Tensor], name: str) -> torch.Tensor:
+        """The shown value of layer `name` (C, H, W) or (N,) for the one input: the fed image
+        un-normalised for "input"."""
+        if name == "input":
+            x = values[self.graph.shown["input"]]
+            return torch.from_numpy(np.ascontiguousarray(self.predictor.shown(x), dtype=np.float32))
+        return values[self.graph.shown[name]][0].float()
+
+    # ---- description -------------------------------------------------------------------
+    def _add_costs(self) -> None:
+        """params / MACs per layer from `convscope.analysis.summary` (matched by name)."""
+        rows: dict[str, Any] = {}
+        try:
+            from convscope.analysis import summary
+
+            rows = {r.name: r for r in summary(self.model, self.input_size).rows}
+        except Exception:  # summary is a bonus: a model it cannot meter keeps params from its modules
+            rows = {}
+        modules = dict(self.model.named_modules())
+        for layer in self.layers:
+            row = rows.get(layer["name"])
+            if row is not None:
+                layer["params"], layer["macs"] = int(row.params), int(row.macs)
+            else:
+                mod = modules.get(layer.get("module") or "")
+                layer["params"] = int(sum(p.numel() for p in mod.parameters(recurse=False))) if mod is not None else 0
+                layer["macs"] = None if layer["kind"] in ("conv", "fc") else 0
+
+    def _describe(self) -> dict[str, Any]:
         kernels: dict[str, Any] = {}
-        for name, mod, _, act in self._shown:
-            kind = _kind(mod)
-            layers.append({"name": name, "kind": kind, "shape": list(acts[name].shape[1:]),
-                           **_geometry(kind, mod), "activation": act})
-            if kind == "conv" and mod.weight.numel() <= MAX_KERNEL_VALUES:
+        modules = dict(self.model.named_modules())
+        for layer in self.layers:
+            mod = modules.get(layer.get("module") or "")
+            if layer["kind"] == "conv" and isinstance(mod, nn.Conv2d) and mod.weight.numel() <= MAX_KERNEL_VALUES:
                 w = mod.weight.detach().double()
                 b = mod.bias.detach().double() if mod.bias is not None else torch.zeros(w.shape[0])
-                kernels[name] = {"shape": list(w.shape), "weight": w.tolist(), "bias": b.tolist()}
-        receptive_fields(layers, (28, 28))
-        return {"model": self.name, "run": self.run_dir, "dataset": self.config.get("dataset"),
-                "classes": self.classes, "input_size": [1, 28, 28],
-                "normalization": {"mean": [self.mean], "std": [self.std]},
-                "preprocessing": self.config.get("preprocessing"),
-                "layers": layers, "kernels": kernels}
+                kernels[layer["name"]] = {"shape": list(w.shape), "weight": w.tolist(), "bias": b.tolist()}
+        return {"model": self.name, "run": self.run_dir, "origin": self.origin, "dataset": self.config.get("dataset"),
+                "random_weights": self.random_weights, "classes": self.classes,
+                "input_size": list(self.input_size), "normalization": self.config["normalization"],
+                "preprocessing": self.config.get("preprocessing"), "graph": "fx" if self.graph.gm is not None else "chain",
+                "graph_note": self.graph.note, "total_params": int(sum(p.numel() for p in self.model.parameters())),
+                "total_macs": int(self.macs), "layers": self.layers, "kernels": kernels}
 
     def describe(self) -> dict[str, Any]:
         return self._description
 
-    def _prepare(self, image: np.ndarray, preprocess: bool) -> tuple[np.ndarray, np.ndarray]:
-        """(fed, raw): the 28x28 image the network is fed and the plain downsample beside it."""
-        from convscope.data.preprocess import mnist_style, raw_downsample
+    def weights(self, name: str, unit: int) -> dict[str, Any]:
+        """The weights one unit of layer `name` applies: a conv kernel (in/groups, kh, kw) and bias,
+        a linear row and bias, or batch norm's scale and shift for one channel."""
+        layer = self._layer(name)
+        mod = dict(self.model.named_modules()).get(layer.get("module") or "")
+        if mod is None or layer["kind"] not in ("conv", "fc", "bn"):
+            raise InputError(f"layer {name!r} ({layer['kind']}) has no weights to show", 404)
+        n = layer["shape"][0]
+        if not 0 <= unit < n:
+            raise InputError(f"unit must be 0..{n - 1} for layer {name!r}, got {unit}", 422)
+        if layer["kind"] == "bn":
+            scale = (mod.weight / torch.sqrt(mod.running_var + mod.eps)).detach()
+            return {"name": name, "unit": unit, "kind": "bn", "gamma": float(mod.weight[unit]), "beta": float(mod.bias[unit]),
+                    "mean": float(mod.running_mean[unit]), "var": float(mod.running_var[unit]), "eps": float(mod.eps),
+                    "scale": float(scale[unit]), "shift": float(mod.bias[unit] - mod.running_mean[unit] * scale[unit])}
+        w = mod.weight[unit].detach().double()
+        b = float(mod.bias[unit]) if mod.bias is not None else 0.0
+        return {"name": name, "unit": unit, "kind": layer["kind"], "shape": list(w.shape), "weight": w.tolist(),
+                "bias": b, "groups": layer.get("groups")}
 
-        raw = np.asarray(raw_downsample(image), dtype=np.float32).reshape(28, 28)
-        fed = np.asarray(mnist_style(image), dtype=np.float32).reshape(28, 28) if preprocess else raw
-        if self.invert:
-            fed = 1.0 - fed
-        if not np.isfinite(fed).all():  # defensive: never feed NaN to the network
-            raise InputError("the image could not be preprocessed into finite values")
-        return fed, raw
+    def _layer(self, name: str) -> dict[str, Any]:
+        layer = self._by_name.get(name)
+        if layer is None:
+            raise InputError(f"no layer {name!r}; GET /api/model lists them", 404)
+        return layer
 
-    def _compute_many(self, requests: list[tuple[np.ndarray, bool]]) -> list[dict[str, Any]]:
-        """One forward pass for several (image, preprocess) requests: each one's answer."""
-        prepared = [self._prepare(image, preprocess) for image, preprocess in requests]
-        n = len(prepared)
-        fed = np.stack([f for f, _ in prepared])  # (N, 28, 28)
-        x = torch.zeros(max(n, MIN_ROWS), 1, 28, 28)
-        x[:n, 0] = torch.from_numpy(fed)
-        logits, acts = self._forward((x - self.mean) / self.std)
-        probs = torch.softmax(logits[:n].double(), dim=1).tolist()
-        maps = [encode_maps_many("input", fed[:, None])]
-        maps += [encode_maps_many(name, acts[name][:n].numpy()) for name, *_ in self._shown]
+    # ---- predict -----------------------------------------------------------------------
+    def prepare(self, image: Any, *, preprocess: bool = True) -> torch.Tensor:
+        try:
+            return self.predictor.prepare(image, preprocess=preprocess)
+        except InputError:
+            raise
+        except (ValueError, OSError) as exc:
+            raise InputError(f"the image could not be prepared for {self.name}: {str(exc)[:200]}", 422) from None
+
+    def compute(self, x: torch.Tensor, *, raw: np.ndarray | None = None) -> dict[str, Any]:
+        """Everything /api/predict answers for one prepared input `x` (1, C, H, W)."""
+        if not torch.isfinite(x).all():
+            raise InputError("the image could not be prepared into finite values", 422)
+        logits, values = self._forward(x)
+        input_id = next(self._ids)
+        self._keep(input_id, x, values)
+        probs = torch.softmax(logits[0].double(), dim=0).tolist()
+        order = sorted(range(len(probs)), key=lambda i: -probs[i])
+        shown = self.value(values, "input").numpy()                      # (C, H, W) in [0, 1]
+        layers, budget = [], FIRST_SCREEN_BYTES
+        lo, hi = float("inf"), float("-inf")
+        for layer in self.layers:
+            v = self.value(values, layer["name"])
+            if layer["kind"] != "input":
+                lo, hi = min(lo, float(v.min())), max(hi, float(v.max()))
+            if budget <= 0 and layer["kind"] != "input":
+                continue
+            partial = v.dim() == 3 and v.numel() > budget and v.shape[0] > FIRST_MAPS
+            enc = self.encode(layer, v, limit=FIRST_MAPS if partial else None, sort="strength" if partial else "index")
+            budget -= enc["bytes"]
+            layers.append(enc)
+        c, h, w = shown.shape
+        out: dict[str, Any] = {
+            "probabilities": probs,
+            "top": [{"index": i, "label": self.classes[i], "probability": probs[i]} for i in order[:5]],
+            "input_id": input_id,
+            "input": (shown[0] if c == 1 else shown).round(4).tolist() if c * h * w <= 3 * 64 * 64 else None,
+            "raw": raw.round(4).tolist() if raw is not None else None,
+            "network_min": lo if lo <= hi else 0.0, "network_max": hi if lo <= hi else 0.0,
+            "layers": layers, "warnings": self.warnings(shown, probs, order),
+        }
+        return out
+
+    def predict(self, image: Any, *, preprocess: bool = True) -> dict[str, Any]:
+        """/api/predict for an image: an (H, W) array in [0, 1] (white ink on black), a PIL image or bytes."""
+        x = self.prepare(image, preprocess=preprocess)
+        raw = None
+        if self.config["preprocessing"].get("kind") == "digits" and self.input_size[0] == 1:
+            raw = self.predictor.shown(self.prepare(image, preprocess=False))[0] if preprocess else None
+        out = self.compute(x, raw=raw)
+        if out["raw"] is None and raw is None and self.config["preprocessing"].get("kind") == "digits":
+            out["raw"] = out["input"]
+        return out
+
+    def predict_json(self, image: Any, *, preprocess: bool = True) -> str:
+        return json.dumps(self.predict(image, preprocess=preprocess), separators=(",", ":"))
+
+    def warnings(self, shown: np.ndarray, probs: list[float], order: list[int]) -> list[str]:
+        """Reasons not to trust this answer (empty when none is seen)."""
         out = []
-        for i, (f, raw) in enumerate(prepared):
-            p = probs[i]
-            order = sorted(range(len(p)), key=lambda k: -p[k])
-            out.append({"probabilities": p,
-                        "top": [{"index": k, "label": self.classes[k], "probability": p[k]} for k in order[:5]],
-                        "input": f, "raw": raw, "layers": [layer[i] for layer in maps]})
+        p1 = probs[order[0]]
+        p2 = probs[order[1]] if len(order) > 1 else 0.0
+        if self.random_weights:
+            out.append("the network has random weights: its answers mean nothing")
+        if self.config["preprocessing"].get("kind") == "digits":
+            ink = float((shown > 0.3).mean()) if self.config["preprocessing"].get("invert") is not True \
+                else float((shown < 0.7).mean())
+            if ink == 0.0:
+                out.append("the image is blank: there is nothing to recognise")
+            elif ink < 0.04:
+                out.append(f"very little ink ({ink:.0%} of the pixels; MNIST digits cover 10-25%): "
+                           "a dot or a thin stroke is not a digit, whatever the network says")
+            elif ink > 0.45:
+                out.append(f"a lot of ink ({ink:.0%} of the pixels; MNIST digits cover 10-25%): "
+                           "this does not look like one digit")
+        if len(order) > 1 and p1 - p2 < 0.2:
+            out.append(f"the first two guesses are close ({p1:.0%} and {p2:.0%})")
         return out
 
-    def _compute(self, image: np.ndarray, preprocess: bool) -> dict[str, Any]:
-        return self._compute_many([(image, preprocess)])[0]
+    # ---- layers on demand ----------------------------------------------------------------
+    def encode(self, layer: dict[str, Any], v: torch.Tensor, *, offset: int = 0, limit: int | None = None,
+               sort: str = "index") -> dict[str, Any]:
+        a = v.numpy() if v.dim() == 3 else v.reshape(-1).numpy()
+        total = a.shape[0] if a.ndim == 3 else 1
+        if a.ndim == 3 and (limit is not None or offset or sort != "index"):
+            order = np.arange(total)
+            if sort == "strength":
+                order = np.argsort(-a.reshape(total, -1).mean(axis=1), kind="stable")
+            maps = order[offset:offset + (limit if limit is not None else total)]
+        else:
+            maps = None
+        enc = encode_maps(layer["name"], a, maps=maps)
+        enc["layer_min"], enc["layer_max"] = float(a.min()), float(a.max())
+        enc["sort"] = sort
+        return enc
 
-    def predict(self, image: np.ndarray, *, preprocess: bool = True) -> dict[str, Any]:
-        """Everything /api/predict answers for one (H, W) image in [0, 1], white ink on black."""
-        out = self._compute(image, preprocess)
-        out["input"] = np.round(out["input"], 4).tolist()
-        out["raw"] = np.round(out["raw"], 4).tolist()
+    def layer(self, name: str, *, input_id: int | None = None, offset: int = 0, limit: int = 64,
+              sort: str = "index") -> dict[str, Any]:
+        layer = self._layer(name)
+        if sort not in ("index", "strength"):
+            raise InputError('sort must be "index" or "strength"', 422)
+        if offset < 0 or not 1 <= limit <= MAX_PAGE_MAPS:
+            raise InputError(f"offset must be >= 0 and limit 1..{MAX_PAGE_MAPS}", 422)
+        input_id, values = self._values_for(input_id)
+        enc = self.encode(layer, self.value(values, name), offset=offset, limit=limit, sort=sort)
+        enc["input_id"] = input_id
+        return enc
+
+    # ---- samples from the run's own test split -----------------------------------------------
+    def samples(self, *, offset: int = 0, limit: int = 24, wrong: bool = False) -> dict[str, Any]:
+        from convscope.web.samples import Samples
+
+        if self._samples is None:
+            self._samples = Samples(self)
+        return self._samples.page(offset=offset, limit=limit, wrong=wrong)
+
+    def predict_sample(self, index: int) -> dict[str, Any]:
+        from convscope.web.samples import Samples
+
+        if self._samples is None:
+            self._samples = Samples(self)
+        image, truth = self._samples.image(index)
+        out = self.compute(self.prepare(image, preprocess=False))
+        out["sample"] = {"index": index, "truth": truth, "label": self.classes[truth]}
         return out
-
-    def predict_json(self, image: np.ndarray, *, preprocess: bool = True) -> str:
-        """`predict` as JSON text, written ~4x faster than json.dumps would (the 28x28 grids
-        go through a table of decimal strings instead of float repr)."""
-        return _answer_json(self._compute(image, preprocess))
-
-    def predict_json_batch(self, requests: list[tuple[np.ndarray, bool]]) -> list[str]:
-        """`predict_json` for several (image, preprocess) requests with one forward pass;
-        each answer equals the one-at-a-time answer."""
-        return [_answer_json(out) for out in self._compute_many(requests)]
-
-
-def _answer_json(out: dict[str, Any]) -> str:
-    grids = {k: grid_json(out.pop(k)) for k in ("input", "raw")}
-    head = json.dumps(out, separators=(",", ":"))[:-1]
-    return f'{head},"input":{grids["input"]},"raw":{grids["raw"]}}}'
-
-
-# "0", "0.0001", ..., "0.9999", "1": values in [0, 1] at 4 decimals, as JSON numbers
-_DECIMALS = np.array(["0"] + [f"{i / 10000:.4f}".rstrip("0") for i in range(1, 10000)] + ["1"])
-
-
-def grid_json(a: np.ndarray) -> str:
-    """A 2-D array of values in [0, 1] as a JSON list of lists, rounded to 4 decimals."""
-    q = np.rint(np.clip(a, 0.0, 1.0) * 10000).astype(np.intp)
-    return "[" + ",".join("[" + ",".join(row) + "]" for row in _DECIMALS[q].tolist()) + "]"

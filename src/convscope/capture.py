@@ -1,0 +1,112 @@
+"""Named layer outputs of any module tree, from one forward pass.
+
+    logits, outs = capture(model, x, ["features.conv1", "features.mixed_5b.branch1"])
+    outs["features.conv1"]            # (N, C, H, W): what that submodule returned
+
+    with Capture(model, ["layer3"]) as cap:   # the same hooks over many forwards
+        for x in batches:
+            model(x)
+            use(cap.outputs["layer3"])
+
+Names are `model.named_modules()` names, at any depth, so a branch inside an
+Inception block or a residual stage is as reachable as a top-level layer.
+`names=None` takes every leaf layer (dropout and identities left out). This is
+the one place that registers forward hooks (the summary's meta-device tracer
+in `analysis/` aside).
+
+Each output is cloned as it is caught: a ReLU(inplace=True) after a conv
+overwrites the conv's output later in the same forward, and what the conv
+produced is what a picture of the conv should show.
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+from convscope.errors import UserError
+
+SKIPPED = (nn.Dropout, nn.Dropout2d, nn.Identity)
+
+
+def leaf_names(model: nn.Module) -> list[str]:
+    """Every leaf submodule (no children) except dropout and identities, in definition order."""
+    return [n for n, m in model.named_modules()
+            if n and next(m.children(), None) is None and not isinstance(m, SKIPPED)]
+
+
+def resolve(model: nn.Module, names: Iterable[str] | None) -> dict[str, nn.Module]:
+    """{name: submodule} for `names` (None: every leaf); a UserError names an unknown one."""
+    modules = dict(model.named_modules())
+    if names is None:
+        return {n: modules[n] for n in leaf_names(model)}
+    out = {}
+    for name in names:
+        if name not in modules or name == "":
+            close = difflib.get_close_matches(name, [n for n in modules if n], n=4, cutoff=0.5)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise UserError(f"{type(model).__name__} has no layer named {name!r}{hint} "
+                            "(`convscope summary` lists the layer names)")
+        out[name] = modules[name]
+    return out
+
+
+def _keep(value: Any, detach: bool) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone() if detach else value.clone()
+    if isinstance(value, (tuple, list)):
+        kept = [_keep(v, detach) for v in value]
+        return tuple(v for v in kept if v is not None) or None
+    return None
+
+
+class Capture:
+    """Forward hooks on the named submodules while the `with` block runs.
+
+    `outputs` maps each name to the output of its latest call, in the order the
+    layers ran; a submodule that did not run (an auxiliary head in eval mode) is
+    absent. `clear()` empties it between forwards.
+    """
+
+    def __init__(self, model: nn.Module, names: Iterable[str] | None = None, *, detach: bool = True) -> None:
+        self.model = model
+        self.modules = resolve(model, names)
+        self.detach = detach
+        self.outputs: dict[str, Any] = {}
+        self._handles: list[Any] = []
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.modules)
+
+    def _hook(self, name: str):
+        def hook(_mod: nn.Module, _inp: Any, out: Any) -> None:
+            kept = _keep(out, self.detach)
+            if kept is not None:
+                self.outputs.pop(name, None)  # re-inserted: the order is the order of the last calls
+                self.outputs[name] = kept
+        return hook
+
+    def clear(self) -> None:
+        self.outputs = {}
+
+    def __enter__(self) -> "Capture":
+        self.clear()
+        self._handles = [m.register_forward_hook(self._hook(n)) for n, m in self.modules.items()]
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+
+def capture(model: nn.Module, x: torch.Tensor, names: Iterable[str] | None = None, *,
+            detach: bool = True) -> tuple[Any, dict[str, Any]]:
+    """(model(x), {name: output}) from one forward pass (under no_grad when `detach`)."""
+    with Capture(model, names, detach=detach) as cap:
+        with torch.no_grad() if detach else torch.enable_grad():
+            out = model(x)
+    return out, cap.outputs

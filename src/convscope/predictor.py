@@ -1,0 +1,176 @@
+"""The one inference path: prepare an image, score it, read its top guesses and layer outputs.
+
+    p = Predictor.from_run("runs/demo")
+    x = p.prepare("digit.png")                # (1, C, H, W), as the run's training data was
+    p.top(p.probabilities(x)[0], 3)           # [{"index", "label", "probability"}, ...]
+    logits, outs = p.capture(x, ["conv1"])    # any named submodule's output
+
+`convscope predict`, the explorer and the analysis pictures all go through it,
+so an image is prepared (alpha composited, dark ink on light paper turned
+into MNIST's white on black, resized or MNIST-centred, normalised) exactly one
+way whoever asks.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from convscope import capture as capturing
+from convscope.data.preprocess import prepare_image
+from convscope.errors import DataError, RunError
+
+
+def main_logits(out: Any) -> torch.Tensor:
+    """Models with auxiliary heads (GoogLeNet in train mode) return a tuple: logits first."""
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def default_config(model: nn.Module, name: str | None = None, kwargs: dict | None = None) -> dict[str, Any]:
+    """A run config for a model without a run: its default input size, identity
+    normalisation, classes "0".."K-1"; small grey inputs are prepared as MNIST digits."""
+    from convscope.runs import output_count
+
+    c, h, w = (int(v) for v in getattr(model, "default_input_size", (3, 224, 224)))
+    k = output_count(model, (c, h, w))
+    digits = c == 1 and max(h, w) <= 32
+    return {
+        "model": {"name": name or getattr(model, "model_name", type(model).__name__), "kwargs": dict(kwargs or {})},
+        "classes": [str(i) for i in range(k)] if k is not None else None,
+        "input_size": [c, h, w],
+        "normalization": {"mean": [0.0] * c, "std": [1.0] * c},
+        "preprocessing": {"kind": "digits" if digits else "resize", "size": [h, w], "channels": c},
+    }
+
+
+def _per_channel(values: Sequence[float], c: int, what: str) -> list[float]:
+    values = [float(v) for v in values]
+    if len(values) == 1:
+        return values * c
+    if len(values) != c:
+        raise RunError(f"the run config's normalisation has {len(values)} {what} values for {c} channels")
+    return values
+
+
+class Predictor:
+    """A model in eval mode and the config that says how its inputs were prepared."""
+
+    def __init__(self, model: nn.Module, config: dict[str, Any] | None = None, *,
+                 device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        defaults = default_config(model)
+        self.config = {**defaults, **{k: v for k, v in (config or {}).items() if v is not None}}
+        self.input_size = tuple(int(v) for v in self.config["input_size"])
+        c = self.input_size[0]
+        norm = self.config["normalization"]
+        self.mean = _per_channel(norm.get("mean", [0.0]), c, "mean")
+        self.std = _per_channel(norm.get("std", [1.0]), c, "std")
+        k = len(defaults["classes"]) if defaults["classes"] is not None else None
+        classes = self.config.get("classes") or defaults["classes"] or []
+        self.classes = [str(v) for v in classes]
+        if k is not None and len(self.classes) != k:
+            raise RunError(f"the run's config.json names {len(self.classes)} classes but its model has {k} "
+                           f'outputs; fix "classes" in config.json (one name per output)')
+        self.run_dir: Path | None = None
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, *, device: str | torch.device = "cpu") -> "Predictor":
+        from convscope.runs import RunDir
+
+        model, config = RunDir(run_dir).load()
+        p = cls(model, config, device=device)
+        p.run_dir = Path(run_dir)
+        return p
+
+    @classmethod
+    def from_name(cls, name: str, *, device: str | torch.device = "cpu", **kwargs: Any) -> "Predictor":
+        """A registered model with random weights and its default config."""
+        from convscope.models import create_model
+
+        model = create_model(name, **kwargs)
+        return cls(model, default_config(model, name, kwargs), device=device)
+
+    @property
+    def name(self) -> str:
+        return str((self.config.get("model") or {}).get("name") or type(self.model).__name__)
+
+    # ---- input ----------------------------------------------------------------------------
+    def prepare(self, image: Any, *, preprocess: bool = True) -> torch.Tensor:
+        """(1, C, H, W) float32, normalised: `image` prepared as the run's training data was.
+
+        image: a path, the bytes of an image file, a PIL image, or an array ((H, W) or
+        (H, W, C); uint8 0-255 or floats in [0, 1]). `preprocess=False` (digits models
+        only) swaps the MNIST centring for a plain area resize.
+        """
+        x = prepare_image(image, self.config, preprocess=preprocess)
+        if tuple(x.shape[1:]) != self.input_size:
+            raise RunError(f'the run\'s "preprocessing" gives {tuple(x.shape[1:])} images but the model '
+                           f"takes {self.input_size}; fix config.json")
+        return x.to(self.device)
+
+    def prepare_batch(self, images: Iterable[Any], *, preprocess: bool = True) -> torch.Tensor:
+        """(N, C, H, W): every image prepared (a bad one fails before any is scored)."""
+        xs = [self.prepare(img, preprocess=preprocess) for img in images]
+        if not xs:
+            raise DataError("no images to prepare")
+        return torch.cat(xs)
+
+    def shown(self, x: torch.Tensor) -> np.ndarray:
+        """The fed image with the normalisation undone, clipped to [0, 1]: (C, H, W) float32."""
+        a = x.detach().float().cpu()
+        a = a[0] if a.dim() == 4 else a
+        mean = torch.tensor(self.mean, dtype=torch.float32).view(-1, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float32).view(-1, 1, 1)
+        return np.clip((a * std + mean).numpy(), 0.0, 1.0).astype(np.float32)
+
+    # ---- output ---------------------------------------------------------------------------
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return main_logits(self.model(x.to(self.device))).float()
+
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, K) softmax of the logits (float32)."""
+        return torch.softmax(self.logits(x), dim=1)
+
+    def top(self, probs: torch.Tensor | Sequence[float], k: int = 5) -> list[dict[str, Any]]:
+        """The k most probable classes of one image, most probable first (ties: lower index first)."""
+        p = [float(v) for v in (probs.tolist() if isinstance(probs, torch.Tensor) else probs)]
+        order = sorted(range(len(p)), key=lambda i: (-p[i], i))[:max(0, int(k))]
+        return [{"index": i, "label": self.label(i), "probability": p[i]} for i in order]
+
+    def label(self, index: int) -> str:
+        return self.classes[index] if 0 <= index < len(self.classes) else str(index)
+
+    def predict(self, images: Sequence[Any], k: int = 5) -> list[dict[str, Any]]:
+        """`convscope predict --json`: [{"image", "top"}] in the order given."""
+        images = list(images)
+        xs = []
+        for img in images:
+            try:
+                xs.append(self.prepare(img))
+            except FileNotFoundError:
+                raise DataError(f"image {str(img)!r} does not exist") from None
+            except (ValueError, OSError) as exc:
+                if isinstance(exc, RunError):
+                    raise
+                raise DataError(f"cannot use image {_describe(img)}: {exc}") from None
+        if not xs:
+            return []
+        probs = self.probabilities(torch.cat(xs))
+        return [{"image": _describe(img, i, quote=False), "top": self.top(probs[i], k)}
+                for i, img in enumerate(images)]
+
+    def capture(self, x: torch.Tensor, names: Iterable[str] | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+        """(logits, {name: output}) of one forward; names are `named_modules()` names (None: every leaf)."""
+        out, outs = capturing.capture(self.model, x.to(self.device), names)
+        return main_logits(out).float(), outs
+
+
+def _describe(img: Any, i: int | None = None, *, quote: bool = True) -> str:
+    if isinstance(img, (str, Path)):
+        return repr(str(img)) if quote else str(img)
+    return f"image {i}" if i is not None else f"the {type(img).__name__} image"

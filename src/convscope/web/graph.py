@@ -1,0 +1,311 @@
+"""The network as a graph: every operation of the forward pass, in order, with what it reads.
+
+`torch.fx` traces the model once (each module without children is one node;
+`check_input` stays a call); additions and concatenations are nodes of their
+own. Two kinds of nodes are folded into the node before them, and the node
+says so in "folded" (nothing is dropped silently):
+
+- an elementwise activation (ReLU, ...) that is the only reader of a conv,
+  linear, batch-norm, add or concat node: the node is shown after it, since
+  that is what the next layer reads ("activation": "relu");
+- layout-only steps (flatten, view, reshape, Dropout and Identity in eval):
+  the values do not change, only their arrangement.
+
+A model that fx cannot trace is described as the chain of its leaf modules in
+the order they ran ("graph": "chain", with the reason in "graph_note").
+"""
+from __future__ import annotations
+
+import math
+import operator
+from typing import Any
+
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import nn
+
+ACTIVATION_MODULES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.ELU, nn.SiLU,
+                      nn.Hardswish, nn.Hardsigmoid, nn.Mish)
+ACTIVATION_FUNCTIONS = {F.relu: "relu", torch.relu: "relu", F.relu6: "relu6", torch.sigmoid: "sigmoid",
+                        torch.tanh: "tanh", F.gelu: "gelu", F.silu: "silu", F.leaky_relu: "leakyrelu"}
+ACTIVATION_METHODS = {"relu": "relu", "relu_": "relu", "sigmoid": "sigmoid", "tanh": "tanh"}
+LAYOUT_FUNCTIONS = (torch.flatten, torch.reshape)
+LAYOUT_METHODS = ("flatten", "view", "reshape", "contiguous", "squeeze", "unsqueeze")
+FOLD_INTO = ("conv", "fc", "bn", "add", "concat", "mul", "lrn")
+MAX_FC_KERNEL_VALUES = 20_000
+
+
+class _Tracer(fx.Tracer):
+    """Every module without children is a leaf (so custom convs with shape-dependent padding
+    are one node, not a trace error)."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return super().is_leaf_module(m, qualname) or next(m.children(), None) is None
+
+
+def trace(model: nn.Module) -> fx.GraphModule:
+    """The model as an fx GraphModule (raises whatever fx raises when it cannot trace)."""
+    from convscope.models._base import check_input
+
+    tracer = _Tracer(autowrap_functions=(check_input,))
+    graph = tracer.trace(model)
+    return fx.GraphModule(tracer.root, graph, type(model).__name__)
+
+
+def _pair(v: Any) -> list[int]:
+    return [int(v), int(v)] if isinstance(v, int) else [int(x) for x in v]
+
+
+def _module_kind(mod: nn.Module) -> str:
+    if isinstance(mod, nn.Conv2d):
+        return "conv"
+    if isinstance(mod, nn.Linear):
+        return "fc"
+    if isinstance(mod, (nn.BatchNorm2d, nn.BatchNorm1d)):
+        return "bn"
+    if isinstance(mod, (nn.MaxPool2d, nn.AdaptiveMaxPool2d)):
+        return "maxpool"
+    if isinstance(mod, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
+        return "avgpool"
+    if isinstance(mod, ACTIVATION_MODULES):
+        return type(mod).__name__.lower()
+    if isinstance(mod, (nn.Dropout, nn.Identity, nn.Flatten)):
+        return "layout"
+    if isinstance(mod, nn.LocalResponseNorm) or type(mod).__name__ in ("LRN", "LocalResponseNorm"):
+        return "lrn"
+    if type(mod).__name__ == "PoolSame":
+        return "maxpool" if getattr(mod, "kind", "") == "max" else "avgpool"
+    return type(mod).__name__.lower()
+
+
+def _function_kind(node: fx.Node) -> str:
+    t = node.target
+    if node.op == "call_method":
+        if t in ACTIVATION_METHODS:
+            return ACTIVATION_METHODS[t]
+        return "layout" if t in LAYOUT_METHODS else str(t)
+    if t in ACTIVATION_FUNCTIONS:
+        return ACTIVATION_FUNCTIONS[t]
+    if t in LAYOUT_FUNCTIONS:
+        return "layout"
+    if t in (operator.add, torch.add, operator.iadd):
+        return "add"
+    if t in (torch.cat, torch.concat):
+        return "concat"
+    if t in (operator.mul, torch.mul):
+        return "mul"
+    if t is F.local_response_norm:
+        return "lrn"
+    if t in (F.adaptive_avg_pool2d, F.avg_pool2d):
+        return "avgpool"
+    if t in (F.adaptive_max_pool2d, F.max_pool2d):
+        return "maxpool"
+    return getattr(t, "__name__", str(t))
+
+
+def _is_activation(kind: str) -> bool:
+    return kind in {"relu", "relu6", "leakyrelu", "tanh", "sigmoid", "gelu", "elu", "silu", "hardswish",
+                    "hardsigmoid", "mish"}
+
+
+def _scope(node: fx.Node) -> str:
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return ""
+    return list(stack.values())[-1][0]
+
+
+def _tensor_args(node: fx.Node) -> list[fx.Node]:
+    out: list[fx.Node] = []
+    fx.node.map_arg((node.args, node.kwargs), lambda a: out.append(a) or a)
+    return out
+
+
+class Graph:
+    """The traced model and its nodes: `layers` for /api/model, `shown` maps a layer name to
+    the fx node whose value is shown for it."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.note: str | None = None
+        try:
+            self.gm: fx.GraphModule | None = trace(model)
+        except Exception as exc:  # fx raises TraceError, TypeError, NotImplementedError, ...
+            self.gm = None
+            self.note = (f"torch.fx could not trace {type(model).__name__} ({type(exc).__name__}: "
+                         f"{str(exc)[:120]}); its layers are shown in the order they ran, without the branches")
+
+    # -- the chain of nodes -------------------------------------------------
+    def build(self, values: dict[str, torch.Tensor], input_size: tuple[int, int, int]) -> list[dict[str, Any]]:
+        """Layer dicts in forward order, from one forward's node values (`run`)."""
+        if self.gm is None:
+            return self._build_chain(values, input_size)
+        modules = dict(self.gm.named_modules())
+        nodes = [n for n in self.gm.graph.nodes if n.op in ("placeholder", "call_module", "call_function", "call_method")]
+        rep: dict[str, str] = {}          # fx node name -> layer name that stands for it
+        layers: dict[str, dict[str, Any]] = {}
+        seen: dict[str, int] = {}
+        self.shown: dict[str, str] = {}   # layer name -> fx node name whose value is shown
+        for node in nodes:
+            if node.op == "placeholder":
+                layers["input"] = self._layer("input", "input", [], list(input_size), None, "")
+                rep[node.name] = "input"
+                self.shown["input"] = node.name
+                continue
+            value = values.get(node.name)
+            if not isinstance(value, torch.Tensor):
+                continue  # check_input and friends: no tensor flows out
+            mod = modules.get(node.target) if node.op == "call_module" else None
+            kind = _module_kind(mod) if mod is not None else _function_kind(node)
+            srcs = [rep[a.name] for a in _tensor_args(node) if a.name in rep]
+            src = layers.get(srcs[0]) if srcs else None
+            single_reader = src is not None and len(self._readers(src)) == 1
+            if kind == "layout" and src is not None:
+                src["folded"].append(self._label(node, mod))
+                rep[node.name] = src["name"]
+                continue
+            if _is_activation(kind) and src is not None and src["kind"] in FOLD_INTO and single_reader \
+                    and src["activation"] is None and len(srcs) == 1:
+                src["activation"] = kind
+                src["folded"].append(self._label(node, mod))
+                self.shown[src["name"]] = node.name
+                rep[node.name] = src["name"]
+                continue
+            base = node.target if node.op == "call_module" else ".".join(p for p in (_scope(node), kind) if p)
+            seen[base] = seen.get(base, 0) + 1
+            name = base if seen[base] == 1 else f"{base} ({seen[base]})"
+            layer = self._layer(name, kind, list(dict.fromkeys(srcs)), list(value.shape[1:]), mod, _scope(node))
+            layer["op"] = type(mod).__name__ if mod is not None else getattr(node.target, "__name__", str(node.target))
+            layer["module"] = node.target if node.op == "call_module" else None
+            layers[name] = layer
+            rep[node.name] = name
+            self.shown[name] = node.name
+        out = list(layers.values())
+        for layer in out:
+            layer.pop("_readers", None)
+        return out
+
+    def _readers(self, layer: dict[str, Any]) -> list[fx.Node]:
+        node = next(n for n in self.gm.graph.nodes if n.name == self.shown[layer["name"]])
+        return list(node.users)
+
+    @staticmethod
+    def _label(node: fx.Node, mod: nn.Module | None) -> str:
+        if mod is not None:
+            return f"{node.target} ({type(mod).__name__})"
+        return getattr(node.target, "__name__", str(node.target))
+
+    @staticmethod
+    def _layer(name: str, kind: str, inputs: list[str], shape: list[int], mod: nn.Module | None,
+               scope: str) -> dict[str, Any]:
+        layer: dict[str, Any] = {"name": name, "kind": kind, "inputs": inputs, "shape": shape, "scope": scope,
+                                 "activation": None, "folded": [], "kernel": None, "stride": None,
+                                 "padding": None, "dilation": None, "groups": None}
+        if kind in ("conv", "maxpool", "avgpool") and mod is not None and hasattr(mod, "kernel_size"):
+            k = _pair(mod.kernel_size)
+            stride = mod.stride if getattr(mod, "stride", None) is not None else mod.kernel_size
+            pad = getattr(mod, "padding", 0)
+            layer.update(kernel=k, stride=_pair(stride), dilation=_pair(getattr(mod, "dilation", 1)),
+                         padding=_pair(pad) if not isinstance(pad, str) else pad)
+            if type(mod).__name__ in ("Conv2dSame", "PoolSame"):
+                layer["padding"] = "same"
+            if kind == "conv":
+                layer["groups"] = int(mod.groups)
+                if mod.groups > 1 and mod.groups == mod.in_channels:
+                    layer["depthwise"] = True
+        if kind in ("avgpool", "maxpool") and isinstance(mod, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+            layer["global"] = True
+        return layer
+
+    def _build_chain(self, values: dict[str, torch.Tensor], input_size) -> list[dict[str, Any]]:
+        modules = dict(self.model.named_modules())
+        layers = [self._layer("input", "input", [], list(input_size), None, "")]
+        self.shown = {"input": "input"}
+        for name, value in values.items():
+            if name == "input" or not isinstance(value, torch.Tensor):
+                continue
+            mod = modules[name]
+            layer = self._layer(name, _module_kind(mod), [layers[-1]["name"]], list(value.shape[1:]), mod,
+                                name.rpartition(".")[0])
+            layer["op"], layer["module"] = type(mod).__name__, name
+            layers.append(layer)
+            self.shown[name] = name
+        return layers
+
+
+def run_graph(gm: fx.GraphModule, x: torch.Tensor) -> tuple[Any, dict[str, torch.Tensor]]:
+    """One forward through the traced graph: (output, value of every fx node by name).
+
+    In-place operations (ReLU(inplace=True), x.relu_()) get a copy of their input, so the
+    value recorded for the node before them is what that node computed.
+    """
+    interp = _Recorder(gm)
+    with torch.inference_mode():
+        out = interp.run(x)
+    return out, interp.values
+
+
+class _Recorder(fx.Interpreter):
+    def __init__(self, gm: fx.GraphModule) -> None:
+        super().__init__(gm, garbage_collect_values=False)
+        self.values: dict[str, Any] = {}
+        self._mods = dict(gm.named_modules())
+
+    def run_node(self, n: fx.Node) -> Any:
+        inplace = (n.op == "call_module" and getattr(self._mods.get(n.target), "inplace", False)) \
+            or (n.op == "call_method" and str(n.target).endswith("_")) or n.kwargs.get("inplace", False) is True
+        if inplace:
+            args, kwargs = self.fetch_args_kwargs_from_env(n)
+            args = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
+            out = getattr(self, n.op)(n.target, args, kwargs)
+        else:
+            out = super().run_node(n)
+        self.values[n.name] = out
+        return out
+
+
+# ---- receptive fields through every branch ----------------------------------------------
+
+def _same_pad(n: int, k: int, s: int, d: int) -> int:
+    """TF "SAME" padding before the input (left/top), as Conv2dSame/PoolSame compute it."""
+    out = math.ceil(n / s)
+    total = max((out - 1) * s + (k - 1) * d + 1 - n, 0)
+    return total // 2
+
+
+def receptive_fields(layers: list[dict[str, Any]], input_hw: tuple[int, int]) -> None:
+    """Add "rf", "jump", "start" (per axis, input pixels) to every layer, in place.
+
+    Along each path: rf' = rf + (k - 1) d jump, jump' = jump s, start' = start + ((k - 1) d / 2 - p) jump.
+    A node reading several inputs takes the largest field among them (the union of the
+    branches' windows is what the unit can see). Fully connected layers, global pools and
+    everything after them see the whole input.
+    """
+    by_name = {layer["name"]: layer for layer in layers}
+    whole = {"rf": [float(n) for n in input_hw], "jump": [float(n) for n in input_hw],
+             "start": [(n - 1) / 2 for n in input_hw]}
+    for layer in layers:
+        if layer["kind"] == "input":
+            layer.update(rf=[1.0, 1.0], jump=[1.0, 1.0], start=[0.0, 0.0], whole_input=False)
+            continue
+        srcs = [by_name[s] for s in layer["inputs"] if s in by_name]
+        if not srcs or any(s.get("whole_input") for s in srcs) or layer["kind"] == "fc" or layer.get("global") \
+                or len(layer["shape"]) != 3:
+            layer.update({k: list(v) for k, v in whole.items()}, whole_input=True)
+            continue
+        src = max(srcs, key=lambda s: s["rf"][0] * s["rf"][1])
+        rf, jump, start = list(src["rf"]), list(src["jump"]), list(src["start"])
+        if layer["kernel"] is not None:
+            for a in (0, 1):
+                k, s, d = layer["kernel"][a], layer["stride"][a], layer["dilation"][a]
+                if layer["padding"] == "same":
+                    n = src["shape"][1 + a] if len(src["shape"]) == 3 else 1
+                    p = _same_pad(n, k, s, d) if s > 1 else (k - 1) * d // 2
+                else:
+                    p = layer["padding"][a]
+                rf[a] = rf[a] + (k - 1) * d * jump[a]
+                start[a] = start[a] + ((k - 1) * d / 2 - p) * jump[a]
+                jump[a] = jump[a] * s
+        layer.update(rf=[float(v) for v in rf], jump=[float(v) for v in jump],
+                     start=[float(v) for v in start], whole_input=False)
