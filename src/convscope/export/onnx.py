@@ -219,14 +219,26 @@ def export_onnx(model: nn.Module, out: str | Path, input_size: Sequence[int], *,
     if INPUT in names or LOGITS in names:
         raise UserError(f"a layer may not be called {INPUT!r} or {LOGITS!r}: those are the graph's input and output")
     module: nn.Module = WithLayers(model, names) if names else _Plain(model)
-    output_names = [LOGITS, *names]
     try:
-        program = _export_program(module, probe, output_names)
-        data = program.model_proto.SerializeToString()
-        diffs = check_onnx(data, module, size, output_names)
+        return export_module(module, path, size, [LOGITS, *names], tolerance=tolerance, t0=t0)
     finally:
         if isinstance(module, WithLayers):
             module.remove_hooks()
+
+
+def export_module(module: nn.Module, out: str | Path, input_size: Sequence[int], output_names: list[str], *,
+                  tolerance: float = TOLERANCE, t0: float | None = None) -> ExportResult:
+    """Export any module whose forward takes (N, C, H, W) and returns a tensor or a tuple of
+    them (named `output_names`), check it with onnxruntime, write it atomically."""
+    t0 = time.perf_counter() if t0 is None else t0
+    path = check_out_path(out)
+    size = tuple(int(v) for v in input_size)
+    if len(set(output_names)) != len(output_names) or INPUT in output_names:
+        raise UserError(f"output names must be distinct and not {INPUT!r}: {output_names}")
+    module = module.eval()
+    program = _export_program(module, torch.zeros(2, *size), output_names)
+    data = program.model_proto.SerializeToString()
+    diffs = check_onnx(data, module, size, output_names)
     worst = max(diffs, key=diffs.get)
     result = ExportResult(path=path, input_size=size, outputs=output_names, max_abs_diff=diffs[worst],
                           worst_output=worst, batch=3, seconds=0.0, bytes=len(data),
