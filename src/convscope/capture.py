@@ -14,6 +14,10 @@ Inception block or a residual stage is as reachable as a top-level layer.
 the one place that registers forward hooks (the summary's meta-device tracer
 in `analysis/` aside).
 
+`capture_graph(gm, x)` is the hook-free form for a `torch.fx` GraphModule (the
+explorer's traced model): every node's value, additions and concatenations
+included, from one run of the graph.
+
 Each output is cloned as it is caught: a ReLU(inplace=True) after a conv
 overwrites the conv's output later in the same forward, and what the conv
 produced is what a picture of the conv should show.
@@ -110,3 +114,35 @@ def capture(model: nn.Module, x: torch.Tensor, names: Iterable[str] | None = Non
         with torch.no_grad() if detach else torch.enable_grad():
             out = model(x)
     return out, cap.outputs
+
+
+def capture_graph(gm: Any, x: torch.Tensor) -> tuple[Any, dict[str, Any]]:
+    """One forward through a traced `torch.fx.GraphModule`: (output, {fx node name: value}).
+
+    In-place operations (ReLU(inplace=True), x.relu_()) get a copy of their input, so the
+    value kept for the node before them is what that node computed.
+    """
+    import torch.fx as fx
+
+    class Recorder(fx.Interpreter):
+        def __init__(self) -> None:
+            super().__init__(gm, garbage_collect_values=False)
+            self.values: dict[str, Any] = {}
+            self.mods = dict(gm.named_modules())
+
+        def run_node(self, n: fx.Node) -> Any:
+            inplace = (n.op == "call_module" and getattr(self.mods.get(n.target), "inplace", False) is True) \
+                or (n.op == "call_method" and str(n.target).endswith("_")) or n.kwargs.get("inplace") is True
+            if inplace:
+                args, kwargs = self.fetch_args_kwargs_from_env(n)
+                args = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
+                out = getattr(self, n.op)(n.target, args, kwargs)
+            else:
+                out = super().run_node(n)
+            self.values[n.name] = out
+            return out
+
+    rec = Recorder()
+    with torch.inference_mode():
+        out = rec.run(x)
+    return out, rec.values

@@ -157,7 +157,7 @@ def test_blank_drawing_is_answered(client):
 def test_page_and_static_files_are_served(client):
     page = client.get("/")
     assert page.status_code == 200 and 'data-testid="draw-canvas"' in page.text
-    for src in ("app.js", "network.js", "inspect.js", "arith.js", "colors.js", "style.css"):
+    for src in ("app.js", "network.js", "inspect.js", "arith.js", "colors.js", "engine.js", "graph.js", "style.css"):
         assert client.get(f"/static/{src}").status_code == 200, src
     assert "http://" not in page.text and "https://" not in page.text  # nothing from outside
 
@@ -209,3 +209,44 @@ def test_a_config_whose_classes_do_not_fit_is_refused():
 
     with pytest.raises(ValueError, match="names 3 classes but its model has 10 outputs"):
         Explorer(create_model("lenet5"), {"classes": ["a", "b", "c"], "input_size": [1, 28, 28]})
+
+
+def test_only_engine_js_talks_to_the_network():
+    """Every request of the page goes through engine.js (an in-browser engine can replace it)."""
+    import re
+    from pathlib import Path
+
+    static = Path(__file__).resolve().parents[2] / "src" / "convscope" / "web" / "static"
+    for js in static.glob("*.js"):
+        text = js.read_text()
+        calls = re.findall(r"\bfetch\s*\(|XMLHttpRequest|/api/", text)
+        if js.name == "engine.js":
+            assert calls, "engine.js makes the requests"
+        else:
+            assert not calls, f"{js.name} talks to the server directly: {calls}"
+
+
+def test_optional_parts_are_mounted_when_present(tmp_path, monkeypatch, random_explorer):
+    """A units/training router module exposing `router` is included; its script is loaded."""
+    import sys
+    import types
+
+    from fastapi import APIRouter
+    from fastapi.testclient import TestClient
+
+    from convscope.web import app as web_app
+
+    router = APIRouter()
+
+    @router.get("/api/units/ping")
+    def ping(request: __import__("fastapi").Request):
+        return {"model": request.app.state.explorer.name}
+
+    monkeypatch.setitem(sys.modules, "convscope.web.units_routes", types.SimpleNamespace(router=router))
+    (tmp_path / "units.js").write_text("// units")
+    (tmp_path / "index.html").write_text((web_app.STATIC / "index.html").read_text())
+    monkeypatch.setattr(web_app, "STATIC", tmp_path)
+    with TestClient(web_app.create_app(explorer=random_explorer)) as c:
+        assert c.get("/api/units/ping").json() == {"model": "lenet5"}
+        assert '<script src="/static/units.js"></script>' in c.get("/").text
+        assert "train.js" not in c.get("/").text

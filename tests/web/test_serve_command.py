@@ -49,15 +49,72 @@ def test_a_port_in_use_is_a_clear_error(tmp_path, capsys):
     assert "--port" in capsys.readouterr().err
 
 
-def test_a_model_that_is_not_28x28_is_refused(tmp_path, capsys):
+def test_an_rgb_run_of_another_size_is_served(tmp_path):
+    """A 3x32x32 run: once refused ("28x28 only"), now described and answered."""
+    from fastapi.testclient import TestClient
+
     from convscope.models import create_model
     from convscope.train.checkpoint import save_run
+    from convscope.web import create_app
 
-    run = save_run(tmp_path / "cifar", create_model("lenet5", in_chans=3, input_size=32),
-                   {"model": {"name": "lenet5", "kwargs": {"in_chans": 3, "input_size": 32}},
-                    "input_size": [3, 32, 32], "classes": [str(i) for i in range(10)]})
-    assert main(["serve", "--run", str(run)]) == 2
-    assert "28x28" in capsys.readouterr().err
+    run = save_run(tmp_path / "cifar", create_model("convnet_small", in_chans=3),
+                   {"model": {"name": "convnet_small", "kwargs": {"in_chans": 3}},
+                    "input_size": [3, 32, 32], "classes": [str(i) for i in range(10)],
+                    "normalization": {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]},
+                    "preprocessing": {"kind": "resize", "size": [32, 32], "channels": 3}})
+    with TestClient(create_app(run)) as c:
+        assert c.get("/api/model").json()["input_size"] == [3, 32, 32]
+        rgb = [[[0.9, 0.1, 0.1]] * 40] * 40
+        body = c.post("/api/predict", json={"file": _png_url(rgb)}).json()
+    assert len(body["input"]) == 3 and len(body["input"][0]) == 32  # the three channels fed
+    assert body["input"][0][5][5] == pytest.approx(0.9, abs=0.01) and body["input"][1][5][5] == pytest.approx(0.1, abs=0.01)
+
+
+def _png_url(rgb) -> str:
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray((np.asarray(rgb) * 255).round().astype(np.uint8), "RGB").save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["serve", "--model", "resnet_nineteen"], "unknown model"),
+    (["serve", "--model", "torchvision:nosuchnet"], "nosuchnet"),
+    (["serve", "--run", "x", "--model", "resnet18"], "not allowed with"),
+])
+def test_bad_model_names_exit_2_in_one_line(argv, words, capsys):
+    with pytest.raises(SystemExit) if "--run" in argv else _nothing():
+        assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") <= 3
+
+
+def test_torchvision_offline_is_one_clear_line(capsys, monkeypatch):
+    """Without network and without the weights in torch's cache, the message says where to put them."""
+    import urllib.request
+
+    from convscope.transfer.sources import _weights_entry, cache_path
+
+    if cache_path(_weights_entry("resnet18", None)).is_file():
+        pytest.skip("torchvision's resnet18 weights are cached here; nothing to download")
+
+    def offline(*a, **k):
+        raise urllib.error.URLError("no network")
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    assert main(["serve", "--model", "torchvision:resnet18", "--port", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "resnet18" in err and "Offline" in err
+
+
+def _nothing():
+    import contextlib
+
+    return contextlib.nullcontext()
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -85,7 +142,7 @@ def test_serve_starts_prints_its_address_and_answers(tmp_path, workers):
             except OSError:
                 time.sleep(0.2)
         assert health == {"status": "ok", "model": "lenet5", "run": str(run), "dataset": "mnist",
-                          "classes": [str(i) for i in range(10)]}
+                          "classes": [str(i) for i in range(10)], "random_weights": False, "origin": str(run)}
         with urllib.request.urlopen(url + "/", timeout=10) as r:
             assert b'data-testid="draw-canvas"' in r.read()
     finally:

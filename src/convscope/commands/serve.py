@@ -4,27 +4,35 @@ from __future__ import annotations
 import argparse
 import os
 
-from convscope.cli import UserError
+from convscope.errors import UserError
 
 NAME = "serve"
-HELP = "serve the interactive explorer: draw a digit, watch every layer respond"
+HELP = "serve the interactive explorer: draw or upload an image, watch every layer respond"
 ORDER = 70
 DESCRIPTION = """\
-Serve the explorer page and its JSON API for a trained run (a lenet5 on mnist
-or fashion-mnist). The model is loaded once; the page is plain HTML/CSS/JS,
-so it works offline.
+Serve the explorer page and its JSON API for a trained run of any model
+(grey or RGB, any size: lenet5, convnet_small, resnet18, densenet121, ...), or
+for a zoo network without a run. The model is loaded once; the page is plain
+HTML/CSS/JS, so it works offline.
 
   convscope train --model lenet5 --data mnist --recipe mnist-fast --out runs/demo
   convscope serve --run runs/demo            # then open http://127.0.0.1:8000
+  convscope serve --model resnet18           # random weights (the page says so)
+  convscope serve --model torchvision:resnet18   # torchvision's ImageNet weights
 
-API: GET /api/health, GET /api/model, POST /api/predict (see docs/explorer.md).
+API: GET /api/health, /api/model, /api/layer, /api/weights, /api/samples;
+POST /api/predict (see docs/explorer.md).
 """
 DEFAULT_RUN = "runs/demo"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", default=DEFAULT_RUN, metavar="DIR",
-                        help=f"run folder to serve (default: {DEFAULT_RUN}, what `make demo` trains)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--run", default=None, metavar="DIR",
+                       help=f"run folder to serve (default: {DEFAULT_RUN}, what `make demo` trains)")
+    which.add_argument("--model", default=None, metavar="NAME",
+                       help="serve a zoo network with random weights (`convscope models` lists them), "
+                            "or torchvision:NAME with torchvision's pretrained weights")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 shares it)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0 picks a free one)")
@@ -47,12 +55,17 @@ def run(args: argparse.Namespace) -> int:
     from convscope.web import create_app
 
     torch.set_num_threads(args.threads)
-    app = create_app(args.run)
+    if args.model is None and args.run is None:
+        args.run = DEFAULT_RUN
+    app = create_app(args.run) if args.model is None else create_app(model=args.model)
     sock = _bind(args.host, args.port)  # bound before printing, so the address is true
     port = sock.getsockname()[1]
     explorer = app.state.explorer
     host = "127.0.0.1" if args.host in ("0.0.0.0", "localhost") else args.host
-    print(f"convscope explorer: {explorer.name} from {args.run} ({explorer.config.get('dataset')})")
+    if args.model is None:
+        print(f"convscope explorer: {explorer.name} from {args.run} ({explorer.config.get('dataset')})")
+    else:
+        print(f"convscope explorer: {explorer.origin}")
     print(f"  open http://{host}:{port}   (Ctrl+C to stop)", flush=True)
     common = dict(log_level="warning", access_log=False, timeout_graceful_shutdown=2)
     if args.workers == 1:
@@ -62,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
     # above only checked it, before anything was printed).
     from uvicorn.supervisors import Multiprocess
 
-    os.environ.update(CONVSCOPE_RUN=str(args.run), CONVSCOPE_THREADS=str(args.threads))
+    os.environ.update(CONVSCOPE_RUN=str(args.run or ""), CONVSCOPE_MODEL=str(args.model or ""),
+                      CONVSCOPE_THREADS=str(args.threads))
     config = uvicorn.Config("convscope.web.app:app_from_env", factory=True, workers=args.workers, **common)
     Multiprocess(config, sockets=[sock]).run()
     return 0

@@ -234,37 +234,6 @@ class Graph:
         return layers
 
 
-def run_graph(gm: fx.GraphModule, x: torch.Tensor) -> tuple[Any, dict[str, torch.Tensor]]:
-    """One forward through the traced graph: (output, value of every fx node by name).
-
-    In-place operations (ReLU(inplace=True), x.relu_()) get a copy of their input, so the
-    value recorded for the node before them is what that node computed.
-    """
-    interp = _Recorder(gm)
-    with torch.inference_mode():
-        out = interp.run(x)
-    return out, interp.values
-
-
-class _Recorder(fx.Interpreter):
-    def __init__(self, gm: fx.GraphModule) -> None:
-        super().__init__(gm, garbage_collect_values=False)
-        self.values: dict[str, Any] = {}
-        self._mods = dict(gm.named_modules())
-
-    def run_node(self, n: fx.Node) -> Any:
-        inplace = (n.op == "call_module" and getattr(self._mods.get(n.target), "inplace", False)) \
-            or (n.op == "call_method" and str(n.target).endswith("_")) or n.kwargs.get("inplace", False) is True
-        if inplace:
-            args, kwargs = self.fetch_args_kwargs_from_env(n)
-            args = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
-            out = getattr(self, n.op)(n.target, args, kwargs)
-        else:
-            out = super().run_node(n)
-        self.values[n.name] = out
-        return out
-
-
 # ---- receptive fields through every branch ----------------------------------------------
 
 def _same_pad(n: int, k: int, s: int, d: int) -> int:
@@ -278,8 +247,8 @@ def receptive_fields(layers: list[dict[str, Any]], input_hw: tuple[int, int]) ->
     """Add "rf", "jump", "start" (per axis, input pixels) to every layer, in place.
 
     Along each path: rf' = rf + (k - 1) d jump, jump' = jump s, start' = start + ((k - 1) d / 2 - p) jump.
-    A node reading several inputs takes the largest field among them (the union of the
-    branches' windows is what the unit can see). Fully connected layers, global pools and
+    A node reading several inputs takes, per axis, the largest field among them (the
+    branches' windows together are what the unit can see). Fully connected layers, global pools and
     everything after them see the whole input.
     """
     by_name = {layer["name"]: layer for layer in layers}
@@ -294,8 +263,11 @@ def receptive_fields(layers: list[dict[str, Any]], input_hw: tuple[int, int]) ->
                 or len(layer["shape"]) != 3:
             layer.update({k: list(v) for k, v in whole.items()}, whole_input=True)
             continue
-        src = max(srcs, key=lambda s: s["rf"][0] * s["rf"][1])
-        rf, jump, start = list(src["rf"]), list(src["jump"]), list(src["start"])
+        rf, jump, start = [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]
+        for a in (0, 1):  # per axis: a 1x7 branch and a 7x1 branch each widen one side
+            best = max(srcs, key=lambda s: s["rf"][a])
+            rf[a], jump[a], start[a] = best["rf"][a], best["jump"][a], best["start"][a]
+        src = srcs[0]
         if layer["kernel"] is not None:
             for a in (0, 1):
                 k, s, d = layer["kernel"][a], layer["stride"][a], layer["dilation"][a]

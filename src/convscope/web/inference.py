@@ -54,7 +54,7 @@ class Explorer:
 
     def __init__(self, model: nn.Module, config: dict[str, Any] | None = None, *,
                  run_dir: str | Path | None = None, random_weights: bool = False, origin: str | None = None) -> None:
-        from convscope.web._shim import Predictor
+        from convscope.predictor import Predictor
 
         self.config = _default_config(model, config)
         self.predictor = Predictor(model.eval(), self.config)
@@ -86,7 +86,7 @@ class Explorer:
     # ---- construction ------------------------------------------------------------------
     @classmethod
     def from_run(cls, run_dir: str | Path) -> "Explorer":
-        from convscope.web._shim import Predictor
+        from convscope.predictor import Predictor
 
         p = Predictor.from_run(run_dir)
         return cls(p.model, p.config, run_dir=run_dir)
@@ -102,7 +102,7 @@ class Explorer:
                       "classes": src.classes, "input_size": list(src.input_size),
                       "normalization": src.normalization, "preprocessing": src.preprocessing}
             return cls(src.model, config, origin=name)
-        from convscope.web._shim import Predictor
+        from convscope.predictor import Predictor
 
         p = Predictor.from_name(name)
         return cls(p.model, p.config, random_weights=True, origin=f"{name} (random weights)")
@@ -115,10 +115,10 @@ class Explorer:
     # ---- forward -----------------------------------------------------------------------
     def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Logits (1, K) and the value of every node, for one normalised (1, C, H, W) input."""
-        from convscope.web._shim import capture
+        from convscope.capture import capture, capture_graph
 
         if self.graph.gm is not None:
-            out, values = graphs.run_graph(self.graph.gm, x)
+            out, values = capture_graph(self.graph.gm, x)
         else:
             with torch.inference_mode():
                 out, values = capture(self.model, x)

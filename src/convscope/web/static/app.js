@@ -1,4 +1,4 @@
-// The drawing, the round trip to /api/predict, the guesses and the bars.
+// The drawing, the round trip to the network (through engine.js), the guesses and the bars.
 "use strict";
 
 (function () {
@@ -74,21 +74,24 @@
     if (state.inFlight) { state.dirty = true; return; }
     if (!state.inked) { reset(); document.body.dataset.pending = "0"; return; }
     state.inFlight = true; state.dirty = false;
+    // digits runs get MNIST's centring; "resize" runs (fashion-mnist) see the whole canvas
+    await send({ png: canvas.toDataURL("image/png"), preprocess: state.preprocess }, () => state.inked);
+  }
+
+  async function send(request, stillWanted = () => true) {
+    document.body.dataset.pending = "1";
+    state.inFlight = true;
     const t0 = performance.now();
     state.lastSent = t0;
     try {
-      const res = await fetch("/api/predict", {
-        method: "POST", headers: { "Content-Type": "application/json" },
-        // digits runs get MNIST's centring; "resize" runs (fashion-mnist) see the whole canvas
-        body: JSON.stringify({ png: canvas.toDataURL("image/png"), preprocess: state.preprocess }),
-      });
-      const body = await res.json();
-      if (!res.ok) throw new Error(body.detail || res.statusText);
+      const body = await CS.engine.predict(request);
       state.rtt = performance.now() - t0;
-      if (state.inked) show(body);
+      if (stillWanted()) show(body);
       $("timing").textContent = `round trip ${state.rtt.toFixed(0)} ms`;
+      $("input-error").textContent = "";
     } catch (err) {
       $("timing").textContent = `the server did not answer: ${err.message}`;
+      if (!request.png) $("input-error").textContent = err.message;
     } finally {
       state.inFlight = false;
       if (state.dirty) predict();
@@ -96,10 +99,52 @@
     }
   }
 
+  // ---- files: upload, drag and drop, paste ----------------------------------
+  function sendFile(file) {
+    if (!file) return;
+    if (!/^image\//.test(file.type)) { $("input-error").textContent = `${file.name} is not an image file`; return; }
+    const reader = new FileReader();
+    reader.onload = () => { state.inked = false; clearCanvas(); send({ file: reader.result }); };
+    reader.readAsDataURL(file);
+  }
+  $("upload").addEventListener("change", (ev) => sendFile(ev.target.files[0]));
+  const drop = $("drop-zone");
+  for (const t of ["dragenter", "dragover"]) drop.addEventListener(t, (ev) => { ev.preventDefault(); drop.classList.add("over"); });
+  for (const t of ["dragleave", "drop"]) drop.addEventListener(t, () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (ev) => { ev.preventDefault(); sendFile(ev.dataTransfer.files[0]); });
+  document.addEventListener("paste", (ev) => {
+    const item = [...(ev.clipboardData?.items || [])].find((i) => i.type.startsWith("image/"));
+    if (item) sendFile(item.getAsFile());
+  });
+
+  // ---- samples from the run's test split ------------------------------------
+  async function loadSamples() {
+    const box = $("samples");
+    const wrong = $("samples-wrong").checked;
+    try {
+      const page = await CS.engine.samples({ limit: 24, wrong: wrong ? 1 : 0 });
+      box.replaceChildren(...page.samples.map((s, i) => {
+        const b = CS.el("button", { type: "button", class: "sample", "data-testid": `sample-${i}`,
+          title: `test image ${s.index}: ${s.label}` + (s.predicted_label ? `, read as ${s.predicted_label}` : "") },
+        CS.el("img", { src: s.png, alt: `test image ${s.index}, a ${s.label}` }),
+        CS.el("span", { text: s.predicted_label ? `${s.label} → ${s.predicted_label}` : s.label }));
+        b.addEventListener("click", () => { state.inked = false; clearCanvas(); send({ sample: s.index }); });
+        return b;
+      }));
+      $("samples-info").textContent = `${page.total} ${wrong ? "misclassified " : ""}${page.split} image${page.total === 1 ? "" : "s"}` +
+        (wrong ? ` (of the first ${page.evaluated} evaluated)` : "") + "; click one to feed it";
+    } catch (err) {
+      box.replaceChildren();
+      $("samples-info").textContent = err.message;
+    }
+  }
+  $("samples-wrong").addEventListener("change", loadSamples);
+
   function reset() {
     for (const id of ["first", "second"]) { $(id).textContent = "–"; $(`${id}-p`).textContent = ""; }
     document.querySelectorAll(".bar").forEach((b) => setBar(b, 0));
-    for (const id of ["fed", "raw"]) $(id).getContext("2d").clearRect(0, 0, 28, 28);
+    for (const id of ["fed", "raw"]) $(id).getContext("2d").clearRect(0, 0, $(id).width, $(id).height);
+    $("warnings").replaceChildren();
     document.body.classList.remove("has-prediction");
   }
 
@@ -118,9 +163,18 @@
       setBar(bar, body.probabilities[i]);
       bar.classList.toggle("best", i === a.index);
     });
-    CS.paintFloats($("fed"), body.input);
-    CS.paintFloats($("raw"), body.raw);
     CS.net.update(body);
+    scaleText();
+    const inp = CS.net.views.input.canvases[0];
+    const fed = $("fed");
+    fed.width = inp.width; fed.height = inp.height;
+    fed.getContext("2d").drawImage(inp, 0, 0);
+    if (body.raw) CS.paintFloats($("raw"), body.raw);
+    $("raw-fig").hidden = !body.raw;
+    const warn = (body.warnings || []).map((w) => CS.el("li", { text: w }));
+    $("warnings").replaceChildren(...warn);
+    $("trust").hidden = !warn.length;
+    if (body.sample) $("timing").textContent += ` · test image ${body.sample.index}, truly ${body.sample.label}`;
     document.body.classList.add("has-prediction");
   }
 
@@ -128,11 +182,12 @@
     const bars = $("bars");
     bars.replaceChildren();
     const longest = Math.max(...classes.map((c) => c.length));
-    bars.style.setProperty("--lab", longest <= 2 ? "1.5em" : `${Math.min(8, longest * 0.6 + 0.5)}em`);
+    bars.style.setProperty("--lab", longest <= 2 ? "1.5em" : `${Math.min(11, longest * 0.62 + 0.6)}em`);
+    if (classes.length > 20) bars.classList.add("many");
     classes.forEach((label, i) => {
       const bar = CS.el("div", { class: "bar", role: "meter", "aria-valuemin": "0", "aria-valuemax": "100",
         "aria-label": `class ${label}`, "data-testid": `prob-bar-${i}`, "data-probability": "0" },
-      CS.el("span", { class: "lab", text: label }),
+      CS.el("span", { class: "lab", text: label, title: label }),
       CS.el("span", { class: "track" }, CS.el("span", { class: "fill" })),
       CS.el("span", { class: "val", text: "0.0%" }));
       bars.append(bar);
@@ -149,18 +204,43 @@
     clearCanvas();
     CS.paintScale($("scale"));
     CS.initArith();
+    $("colour-mode").addEventListener("change", (ev) => { CS.net.setMode(ev.target.value); scaleText(); });
     try {
-      const model = await (await fetch("/api/model")).json();
-      CS.net.build(model, $("network"), $("toggles"));
+      const model = await CS.engine.model();
+      CS.net.build(model, $("network"), $("toggles"), $("graph"));
       buildBars(model.classes);
-      state.preprocess = !model.preprocessing || model.preprocessing.kind !== "resize";
-      if (!state.preprocess) $("hint").textContent = "Draw one item filling the square: this network was trained on whole 28×28 pictures.";
+      const pre = model.preprocessing || {};
+      const [c, h, w] = model.input_size;
+      state.preprocess = pre.kind !== "resize";
+      const digits = pre.kind === "digits" || (model.dataset || "").includes("mnist") && !(model.dataset || "").includes("fashion");
+      if (c !== 1) {
+        $("draw-card").hidden = true;  // an RGB network is shown photos, not drawings
+      } else if (!digits) {
+        $("draw-title").textContent = "Draw an item here";
+        $("hint").textContent = `Draw one item filling the square: this network was trained on whole ${h}×${w} pictures.`;
+      }
+      $("fed-caption").textContent = digits && state.preprocess
+        ? `fed to the network: ink box scaled into 20×20, centred by centre of mass in ${h}×${w}`
+        : `fed to the network: the whole image resized to ${h}×${w}` + (c === 3 ? " (RGB)" : "");
       const n = model.layers.filter((l) => l.kind !== "input").length;
-      $("model-info").textContent = `${model.model} · ${model.dataset || "?"} · ${n} layers`;
+      const rand = model.random_weights ? " · RANDOM WEIGHTS: untrained, its answers mean nothing" : "";
+      $("model-info").textContent = `${model.model} · ${model.dataset || model.origin || "?"} · ${c}×${h}×${w} · ${n} layers${rand}`;
+      $("model-info").classList.toggle("random", !!model.random_weights);
+      if (model.graph_note) $("graph-note").textContent = model.graph_note;
       document.body.dataset.ready = "1";
+      loadSamples();
     } catch (err) {
       $("model-info").textContent = `could not load the model: ${err.message}`;
     }
   }
+
+  function scaleText() {
+    const mode = $("colour-mode").value;
+    const r = CS.net.response;
+    $("scale-note").textContent = mode === "map" ? "each map coloured from its own minimum to its own maximum"
+      : mode === "layer" ? "every map of a layer on its layer's scale (see each map's title for its range)"
+        : `one scale for the whole network` + (r ? `: ${CS.fmt(r.network_min)} … ${CS.fmt(r.network_max)}` : "");
+  }
+  CS.scaleText = scaleText;
   start();
 })();

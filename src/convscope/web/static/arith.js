@@ -33,13 +33,13 @@
     const out = r / s + 1;
     if (Number.isInteger(out)) {
       return { ok: true, out, text: `${text} = ${out}`,
-        why: `The kernel fits ${out} times along each side: output ${out}×${out}.` };
+        why: `The kernel fits ${plural(out, "time", "times")} along each side: output ${out}×${out}.` };
     }
     const fx = fixes(n, f, p, s);
     const options = [...fx.pads, ...fx.strides].join("; ") || "change N or F";
     return { ok: false, out, text: `${text} = ${out.toFixed(2)}: not a whole number`,
-      why: `${r} is not a multiple of the stride ${s}: after ${Math.floor(r / s)} steps the kernel would hang ` +
-        `${s - (r % s)} pixel(s) off the edge, so ${r % s} column(s) are never the start of a window ` +
+      why: `${r} is not a multiple of the stride ${s}: after ${plural(Math.floor(r / s), "step", "steps")} the kernel would hang ` +
+        `${plural(s - (r % s), "pixel", "pixels")} off the edge, so ${plural(r % s, "column is", "columns are")} never the start of a window ` +
         `(PyTorch floors to ${Math.floor(out)} and ignores them). What fits: ${options}.` };
   }
 
@@ -76,9 +76,37 @@
     ctx.strokeRect(1.5, 1.5, f * c - 3, f * c - 3);
   }
 
+  const NAMES = { "ar-n": "input N", "ar-p": "padding P", "ar-f": "kernel F", "ar-s": "stride S" };
+  // A field's whole number, or the reason it is not one we can use (shown, never replaced).
+  function read(id) {
+    const el = $(id);
+    const raw = el.value.trim();
+    const lo = Number(el.min), hi = Number(el.max);
+    let why = null;
+    if (raw === "" || el.validity.badInput) why = `${NAMES[id]} is empty or not a number`;
+    else if (!Number.isInteger(Number(raw))) why = `${NAMES[id]} must be a whole number, not ${raw}`;
+    else if (Number(raw) < lo) why = `${NAMES[id]} must be at least ${lo}, not ${raw}`;
+    else if (Number(raw) > hi) why = `${NAMES[id]} can be at most ${hi} here, not ${raw}`;
+    el.classList.toggle("invalid", !!why);
+    el.setAttribute("aria-invalid", why ? "true" : "false");
+    el.title = why || "";
+    return { value: Number(raw), why };
+  }
+
+  const plural = (n, one, many) => `${n} ${n === 1 ? one : many}`;
+  CS.plural = plural;
+
   function updateArith() {
-    const get = (id) => Math.max(Number($(id).min), Math.round(Number($(id).value) || 0));
-    const [n, p, f, s] = [get("ar-n"), get("ar-p"), get("ar-f"), get("ar-s")];
+    const fields = ["ar-n", "ar-p", "ar-f", "ar-s"].map(read);
+    const bad = fields.filter((f) => f.why);
+    if (bad.length) {
+      $("ar-result").textContent = "cannot compute: " + bad.map((f) => f.why).join("; ");
+      $("ar-result").classList.add("bad");
+      $("ar-why").textContent = "Fix the field marked in red; nothing is computed from a value you did not type.";
+      $("ar-grid").getContext("2d").clearRect(0, 0, $("ar-grid").width, $("ar-grid").height);
+      return;
+    }
+    const [n, p, f, s] = fields.map((x) => x.value);
     const res = CS.outputSize(n, f, p, s);
     $("ar-result").textContent = res.text;
     $("ar-result").classList.toggle("bad", !res.ok);

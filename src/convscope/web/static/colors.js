@@ -49,16 +49,24 @@ CS.paintScale = function (canvas) {
   CS.paint(canvas, q, 256, 1);
 };
 
-// A layer of /api/predict -> {q: Uint8Array, value(map, i): float}.
+// A layer of a prediction or of engine.layer() -> {q: Uint8Array, value(channel, i): float, has(channel)}.
+// A layer may carry only some of its maps ("maps" lists which, in the order sent).
 CS.decodeLayer = function (layer) {
   const bin = atob(layer.data);
   const q = new Uint8Array(bin.length);
   for (let i = 0; i < bin.length; i++) q[i] = bin.charCodeAt(i);
-  const maps = layer.map_min.length;
-  const per = q.length / maps;
+  const n = layer.map_min.length;
+  const per = n ? q.length / n : 0;
+  const maps = layer.maps || Array.from({ length: n }, (_, i) => i);
+  const pos = new Map(maps.map((m, i) => [m, i]));
   return {
-    q, per, maps, layer,
-    value(m, i) { return layer.map_min[m] + (q[m * per + i] / 255) * (layer.map_max[m] - layer.map_min[m]); },
+    q, per, maps: n, layer, pos,
+    has(c) { return pos.has(c); },
+    value(c, i) {
+      const p = pos.get(c);
+      if (p === undefined) return NaN;
+      return layer.map_min[p] + (q[p * per + i] / 255) * (layer.map_max[p] - layer.map_min[p]);
+    },
   };
 };
 
