@@ -192,8 +192,11 @@ def build_site(run_dir: str | Path, out: str | Path) -> dict[str, Any]:
         shutil.copytree(STATIC, tmp / "static", ignore=shutil.ignore_patterns("index.html"))
         (tmp / "ort").mkdir()
         for name in ORT_FILES:
-            shutil.copy2(ort_dist / name, tmp / "ort" / name)
+            # the .mjs module is saved as .js: every static host sends .js as JavaScript, which
+            # a module import needs (older ones send .mjs as application/octet-stream)
+            shutil.copy2(ort_dist / name, tmp / "ort" / name.replace(".mjs", ".js"))
         (tmp / MARKER).write_text(f"built from {run_dir}\n")
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; a site is for a web server to read
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(tmp, dest)
@@ -204,6 +207,12 @@ def build_site(run_dir: str | Path, out: str | Path) -> dict[str, Any]:
     return {"out": str(dest), "files": len(files), "bytes": sum(p.stat().st_size for p in files),
             "onnx_bytes": (dest / "model.onnx").stat().st_size, "check_max_abs_diff": check.max_abs_diff,
             "seconds": round(time.perf_counter() - t0, 2), "ort_web": ORT_WEB_VERSION}
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _write_json(path: Path, obj: Any) -> None:
