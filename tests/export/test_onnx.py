@@ -1,8 +1,9 @@
 """ONNX export: onnxruntime (an independent runtime) must answer what torch answers.
 
 The default set exports the small networks and CIFAR-size (`small_input=True`)
-variants of a few families; every registered model at its default size is in
-the `slow` set (`pytest -m slow tests/export`).
+variants of resnet18 and mobilenet_v1; the `slow` set (`pytest -m slow
+tests/export`) adds the CIFAR-size densenet121 and googlenet and every other
+registered model (alexnet ... zfnet) at its default size.
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from convscope.export.onnx import SHOWN_TYPES
 from convscope.models import create_model, list_models
 
 FAST = {"lenet5", "convnet_small", "convnet_wide"}
-SMALL_INPUT = ["resnet18", "mobilenet_v1", "densenet121", "googlenet"]
+SMALL_INPUT = ["resnet18", "mobilenet_v1", pytest.param("densenet121", marks=pytest.mark.slow),
+               pytest.param("googlenet", marks=pytest.mark.slow)]
 
 
 def session(path: Path) -> ort.InferenceSession:
@@ -59,9 +61,10 @@ def check_file(model: nn.Module, path: Path, size, *, all_layers: bool, batches=
         got = dict(zip(names, sess.run(names, {"input": x.numpy()})))
         logits, acts = torch_layers(model, x, names[1:])
         assert got["logits"].shape == (n, logits.shape[1])
-        np.testing.assert_allclose(got["logits"], logits.numpy(), atol=1e-4, rtol=0)
-        for name in names[1:]:
-            np.testing.assert_allclose(got[name], acts[name], atol=1e-4, rtol=0, err_msg=name)
+        want = {"logits": logits.numpy(), **acts}
+        for name in names:  # 1e-4, times the output's largest magnitude beyond 1 (float32: 7 digits)
+            tol = 1e-4 * max(1.0, float(np.abs(want[name]).max()))
+            np.testing.assert_allclose(got[name], want[name], atol=tol, rtol=0, err_msg=name)
     if all_layers:
         shown = {n for n, m in model.named_modules() if isinstance(m, SHOWN_TYPES) and not list(m.children())}
         assert set(names[1:]) <= shown and len(names) > 1
@@ -72,7 +75,7 @@ def _export_and_check(model: nn.Module, tmp_path: Path, *, all_layers: bool = Tr
     size = model.default_input_size
     out = tmp_path / "m.onnx"
     result = export_onnx(model, out, size, all_layers=all_layers)
-    assert result.ok and result.max_abs_diff <= 1e-4 and out.is_file()
+    assert result.ok and result.max_scaled_diff <= 1e-4 and out.is_file()
     check_file(model, out, size, all_layers=all_layers)
 
 
