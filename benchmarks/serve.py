@@ -322,10 +322,17 @@ def classroom(run: Path, students: int = 200, seconds: float = 60.0, malformed: 
         load_phase(port, 4, 1.0)  # warm-up
         rss0, cpu0 = rss_mb(proc.pid), cpu_seconds(proc.pid)
 
+        rss_trace: list[float] = []
+
+        async def watch(until: float) -> None:  # the server's memory every 10 s: a plateau or a leak
+            while time.perf_counter() < until:
+                rss_trace.append(round(rss_mb(proc.pid), 1))
+                await asyncio.sleep(10)
+
         async def everyone() -> None:
             until = time.perf_counter() + seconds
-            await asyncio.gather(*(student(k, port, until, good, bad, malformed, period, lat, statuses)
-                                   for k in range(students)))
+            await asyncio.gather(watch(until), *(student(k, port, until, good, bad, malformed, period, lat, statuses)
+                                                 for k in range(students)))
 
         t0 = time.perf_counter()
         asyncio.run(everyone())
@@ -346,6 +353,7 @@ def classroom(run: Path, students: int = 200, seconds: float = 60.0, malformed: 
             "statuses": {str(k): v for k, v in sorted(statuses.items())},
             "server_cpu_share": round(cpu / wall, 2), "rss_before_mb": round(rss0, 1),
             "rss_after_mb": round(rss1, 1), "rss_growth_mb": round(rss1 - rss0, 1), "rss_peak_mb": peak,
+            "rss_every_10s_mb": rss_trace,
             "loadavg": round(os.getloadavg()[0], 1)}
 
 

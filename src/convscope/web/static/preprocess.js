@@ -108,7 +108,10 @@
     return r(pairwiseSum(a, r, lo, n2) + pairwiseSum(a, r, lo + n2, n - n2));
   }
 
-  const clip01 = (a) => a.map((v) => (v < 0 ? 0 : v > 1 ? 1 : v));
+  function clip01(a) {  // in place (every caller passes a fresh array)
+    for (let i = 0; i < a.length; i++) { const v = a[i]; a[i] = v < 0 ? 0 : v > 1 ? 1 : v; }
+    return a;
+  }
 
   // ---- the MNIST recipe (preprocess.mnist_style) -------------------------------------------
   function inkBox(g, h, w) {
@@ -150,37 +153,48 @@
   const rawDownsample = (g, h, w) => clip01(resizeF(g, h, w, MNIST, MNIST, "box"));
 
   function median(values) {
-    const s = Float64Array.from(values).sort();
+    const s = values.sort();
     const n = s.length;
     return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
   }
 
   function borderLevel(g, h, w) {
     const b = Math.max(1, Math.floor(Math.min(h, w) / 20));
-    const ring = [];
-    for (let y = 0; y < b; y++) for (let x = 0; x < w; x++) ring.push(g[y * w + x]);
-    for (let y = h - b; y < h; y++) for (let x = 0; x < w; x++) ring.push(g[y * w + x]);
-    for (let y = 0; y < h; y++) for (let x = 0; x < b; x++) ring.push(g[y * w + x]);
-    for (let y = 0; y < h; y++) for (let x = w - b; x < w; x++) ring.push(g[y * w + x]);
+    const ring = new Float64Array(2 * b * w + 2 * b * h);
+    let k = 0;
+    for (let y = 0; y < b; y++) for (let x = 0; x < w; x++) ring[k++] = g[y * w + x];
+    for (let y = h - b; y < h; y++) for (let x = 0; x < w; x++) ring[k++] = g[y * w + x];
+    for (let y = 0; y < h; y++) for (let x = 0; x < b; x++) ring[k++] = g[y * w + x];
+    for (let y = 0; y < h; y++) for (let x = w - b; x < w; x++) ring[k++] = g[y * w + x];
     return median(ring);
   }
 
-  function cleanDigit(g, h, w) {
-    const bg = borderLevel(g, h, w);
+  function cleanDigit(g, bg) {
     let peak = 0;
     for (const v of g) if (v > peak) peak = v;
     if (bg < 0.05) return g;
     if (peak - bg < 0.1) return new Float64Array(g.length);
-    const span = f32(peak - bg);
-    const bg32 = f32(bg), cut = f32(0.2);
-    return g.map((v) => { let u = f32(f32(v - bg32) / span); u = u < 0 ? 0 : u > 1 ? 1 : u; return u < cut ? 0 : u; });
+    const span = f32(peak - bg), bg32 = f32(bg), cut = f32(0.2);
+    const out = new Float64Array(g.length);
+    for (let i = 0; i < g.length; i++) {
+      let u = f32(f32(g[i] - bg32) / span);
+      u = u < 0 ? 0 : u > 1 ? 1 : u;
+      out[i] = u < cut ? 0 : u;
+    }
+    return out;
   }
 
   // prepare_digit: 28x28 in [0, 1], white on black, before resizing to the model's size.
   function prepareDigit(g, h, w, pre, preprocess) {
     if (pre.auto_invert !== false) {
-      if (borderLevel(g, h, w) > 0.5) g = g.map((v) => f32(1 - v));
-      g = cleanDigit(g, h, w);
+      let bg = borderLevel(g, h, w);
+      if (bg > 0.5) {  // black ink on light paper: invert (the ring's median inverts with it)
+        const inv = new Float64Array(g.length);
+        for (let i = 0; i < g.length; i++) inv[i] = f32(1 - g[i]);
+        g = inv;
+        bg = borderLevel(g, h, w);
+      }
+      g = cleanDigit(g, bg);
     }
     const x = preprocess ? mnistStyle(g, h, w) : rawDownsample(g, h, w);
     return pre.invert ? x.map((v) => f32(1 - v)) : x;
@@ -195,7 +209,9 @@
     const pre = config.preprocessing || {};
     const [C, H, W] = config.input_size;
     let img;
-    g = clip01(Float64Array.from(g, f32));
+    const copy = new Float64Array(g.length);
+    for (let i = 0; i < g.length; i++) copy[i] = f32(g[i]);
+    g = clip01(copy);
     if (pre.kind === "digits") {
       img = prepareDigit(g, h, w, pre, preprocess);
       if (H !== MNIST || W !== MNIST) img = resizeF(img, MNIST, MNIST, H, W, "bilinear");
