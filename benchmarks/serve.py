@@ -259,6 +259,33 @@ def batching_comparison(run: Path, seconds: float, rounds: int = 2) -> dict:
                       "no_errors": all(r["errors"] == 0 for v in phases.values() for r in v)}}
 
 
+def in_process_batch_cpu(run: Path, batch: int = 16, rounds: int = 10) -> dict:
+    """CPU time per answer without HTTP (process_time: a busy machine barely inflates it):
+    `Explorer.predict` one image at a time, against `predict_many` on batches of `batch`."""
+    import torch
+
+    from convscope.web.encoding import image_from_png
+    from convscope.web.inference import MIN_ROWS, Explorer
+
+    torch.set_num_threads(1)
+    images = [image_from_png(line.split(b"\r\n\r\n", 1)[1].decode().split('"')[3])
+              for line in classroom_drawings(batch)]
+    alone, batched = Explorer.from_run(run), Explorer.from_run(run)
+    batched.min_rows = MIN_ROWS
+    alone.predict(images[0]), batched.predict_many([(images[0], True)])  # warm-up
+
+    def cpu(fn) -> float:
+        c0 = time.process_time()
+        for _ in range(rounds):
+            fn()
+        return (time.process_time() - c0) * 1000 / (rounds * batch)
+
+    one = cpu(lambda: [alone.predict(img) for img in images])
+    many = cpu(lambda: batched.predict_many([(img, True) for img in images]))
+    return {"batch": batch, "one_at_a_time_cpu_ms": round(one, 3), "batched_cpu_ms": round(many, 3),
+            "ratio": round(one / many, 2)}
+
+
 def classroom_drawings(n: int = 24) -> list[bytes]:
     """n different strokes (280x280 PNGs, as the page sends them), as whole HTTP requests."""
     import random
@@ -381,6 +408,7 @@ def main() -> int:
     if args.batching or args.classroom:
         out = {"run": str(run), "cpus": os.cpu_count(), "loadavg_before": round(os.getloadavg()[0], 1)}
         if args.batching:
+            out["in_process_cpu_per_answer"] = in_process_batch_cpu(run)
             out["batching_16_clients"] = batching_comparison(run, args.seconds or (3 if args.quick else 10))
         if args.classroom:
             out["classroom"] = classroom(run, args.students, args.seconds or (10 if args.quick else 60))

@@ -220,6 +220,10 @@ def predict_batcher(explorer: Explorer, *, max_batch: int = 32, max_wait_s: floa
 
     if max_batch <= 1:
         return None
+    # every forward pass gets MIN_ROWS rows, so an answer does not depend on its batch's size
+    from convscope.web.inference import MIN_ROWS
+
+    explorer.min_rows = max(explorer.min_rows, MIN_ROWS)
 
     def run_batch(bodies: list[dict[str, Any]]) -> list[Any]:
         requests: list[Any] = []

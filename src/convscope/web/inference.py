@@ -30,7 +30,7 @@ KEEP_INPUTS = 16                  # inputs whose x is kept for /api/layer
 KEEP_VALUES = 2                   # ... of which the full activations stay in memory
 MAX_KERNEL_VALUES = 20_000        # conv kernels sent with /api/model (lenet5: 150 + 2,400)
 BIG_MACS = 50_000_000             # above this a forward goes to a worker thread
-MIN_ROWS = 16                     # rows of every forward pass of a small network (see compute_many)
+MIN_ROWS = 16                     # rows of every forward pass once batching is on (see compute_many)
 
 
 def _default_config(model: nn.Module, config: dict[str, Any] | None) -> dict[str, Any]:
@@ -80,6 +80,7 @@ class Explorer:
         self._by_name = {layer["name"]: layer for layer in self.layers}
         self._add_costs()
         self.macs = sum(layer.get("macs") or 0 for layer in self.layers)
+        self.min_rows = 1  # the batching server sets MIN_ROWS (web/app.py predict_batcher)
         self._samples = None
         self._description = self._describe()
 
@@ -243,7 +244,7 @@ class Explorer:
 
     def compute_many(self, xs: list[torch.Tensor], raws: list[np.ndarray | None]) -> list[Any]:
         """`compute` for several prepared inputs with one forward pass: an answer, or the
-        InputError of that input alone, for each. The pass has at least MIN_ROWS rows (zeros
+        InputError of that input alone, for each. The pass has at least `min_rows` rows (zeros
         fill the rest): float32 GEMM takes other kernels for 1-15 rows than for more, whose
         sums differ in the last bits, and an answer must not depend on its batch's size."""
         ok = [i for i, x in enumerate(xs) if torch.isfinite(x).all()]
@@ -252,8 +253,8 @@ class Explorer:
             return out
         batch = torch.cat([xs[i] for i in ok])
         n = batch.shape[0]
-        if n < MIN_ROWS and self.macs <= BIG_MACS:  # a big network is not batched: no padding
-            batch = torch.cat([batch, batch.new_zeros(MIN_ROWS - n, *batch.shape[1:])])
+        if n < self.min_rows:
+            batch = torch.cat([batch, batch.new_zeros(self.min_rows - n, *batch.shape[1:])])
         logits, values = self._forward(batch)
         rows = batch.shape[0]
         for row, i in enumerate(ok):
