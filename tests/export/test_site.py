@@ -161,6 +161,21 @@ def test_site_runs_in_the_browser_like_the_server(browser, tmp_path_factory, nam
                          for i in range(10)]
                 assert page.get_by_test_id("first-guess").inner_text() == want["top"][0]["label"]
                 assert max(abs(a - b) for a, b in zip(probs, want["probabilities"])) <= 1e-4
+            # a test image from the run's data, then a layer fetched later, sorted by strength
+            page.get_by_test_id("sample-3").click()
+            page.wait_for_function("document.body.dataset.pending === '0'", timeout=20000)
+            index = int(page.get_by_test_id("sample-3").get_attribute("title").split()[2].rstrip(":"))
+            want = post(server, {"sample": index})
+            probs = [float(page.get_by_test_id(f"prob-bar-{i}").get_attribute("data-probability")) for i in range(10)]
+            assert max(abs(a - b) for a, b in zip(probs, want["probabilities"])) <= 1e-4
+            conv = next(lay["name"] for lay in want["layers"] if lay["name"] != "input" and len(lay["full_shape"]) == 3)
+            got = page.evaluate(f"CS.engine.layer({json.dumps(conv)}, {{offset: 1, limit: 3, sort: 'strength'}})")
+            import urllib.request
+
+            with urllib.request.urlopen(f"{server}/api/layer?name={conv}&offset=1&limit=3&sort=strength") as res:
+                ref = json.loads(res.read())
+            assert got["maps"] == ref["maps"] and got["shape"] == ref["shape"]
+            assert max(abs(a - b) for a, b in zip(got["map_max"], ref["map_max"])) <= 1e-4
         timings = page.evaluate("CS.engine.timings")
         kind = page.evaluate("CS.engine.kind")
     finally:
