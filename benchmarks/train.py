@@ -35,6 +35,7 @@ from torch import nn
 from convscope.data import get_dataset
 from convscope.data._base import Split
 from convscope.models import create_model
+from convscope.runs import RunDir
 from convscope.train import RECIPES, fit, make_config, train
 from convscope.train.runtime import choose_threads, setup
 
@@ -206,7 +207,7 @@ def bench_mnist(quick: bool) -> dict:
     t0 = time.perf_counter()
     run = train(recipe="mnist-fast", out=_tmp() / "run", progress=False, threads=torch.get_num_threads())
     wall = time.perf_counter() - t0
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    rows = RunDir(run).read_history()
     clock, first = 0.0, None
     for r in rows:
         clock += r["seconds"]

@@ -137,3 +137,26 @@ def test_bad_images_and_configs(digits, tmp_path):
     bad = Predictor(digits.model, dict(DIGITS, preprocessing={"kind": "zoom"}))
     with pytest.raises(RunError, match="preprocessing"):
         bad.prepare(_stroke())
+
+
+def test_convscope_predict_reads_both_pngs_as_the_predictor_does(tmp_path, capsys):
+    import json
+
+    from convscope.cli import main
+
+    torch.manual_seed(2)
+    save_run(tmp_path / "run", create_model("lenet5"), DIGITS)
+    ink = _stroke()
+    (tmp_path / "white.png").write_bytes(_png(Image.fromarray(((1 - ink) * 255).astype(np.uint8), "L")))
+    rgba = np.zeros(ink.shape + (4,), dtype=np.uint8)
+    rgba[..., 3] = (ink * 255).astype(np.uint8)
+    (tmp_path / "clear.png").write_bytes(_png(Image.fromarray(rgba, "RGBA")))
+    files = [str(tmp_path / "white.png"), str(tmp_path / "clear.png")]
+    assert main(["predict", str(tmp_path / "run"), *files, "--top", "10", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [o["image"] for o in out] == files
+    p = Predictor.from_run(tmp_path / "run")
+    want = torch.softmax(p.model(p.prepare(ink)), 1)[0]  # the white-on-black stroke, by hand
+    for o in out:
+        got = torch.tensor([t["probability"] for t in sorted(o["top"], key=lambda t: t["index"])])
+        torch.testing.assert_close(got, want.detach(), rtol=1e-5, atol=1e-6)

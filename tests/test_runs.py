@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -181,12 +182,18 @@ def test_lock_stops_a_second_writer(tmp_path):
 
 
 def test_stale_lock_of_a_dead_pid_is_taken_over(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
     rd = RunDir(tmp_path)
-    rd.lock_path.write_text(f"{proc.pid}\n")
+    rd.lock_path.write_text(f"{_dead_pid()}\n")
     with rd.lock():
         assert rd.lock_path.read_text().strip() == str(os.getpid())
+    rd.lock_path.write_text("")  # a lock just created, its pid not yet written: held
+    with pytest.raises(RunError, match="being written by another process"):
+        with rd.lock():
+            pass
+    old = time.time() - 60
+    os.utime(rd.lock_path, (old, old))  # an empty lock a minute old: a writer that died at once
+    with rd.lock():
+        pass
 
 
 def test_set_aside_restore_and_discard(run):
@@ -198,7 +205,30 @@ def test_set_aside_restore_and_discard(run):
     rd.write_config(_config())            # a new run starts writing...
     rd.restore(aside)                      # ...and fails before its first checkpoint
     assert rd.weights_path.read_bytes() == before and rd.read_history() == [{"epoch": 1}]
-    assert rd.leftover_asides() == []
+    assert not list(rd.path.glob(".previous-*"))
     aside = rd.set_aside()
     discard(aside)
     assert not aside.exists() and not rd.exists()
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_killed_overwrite_is_recovered(run):
+    rd, _ = run
+    before = rd.weights_path.read_bytes()
+    aside = rd.set_aside()
+    killed = aside.with_name(aside.name.rsplit("-", 1)[0] + f"-{_dead_pid()}")
+    aside.rename(killed)                    # as a SIGKILLed --overwrite leaves it: no checkpoint yet
+    with pytest.raises(RunError, match="already holds a run"):
+        rd.check_out(resume=False, overwrite=False)
+    assert rd.weights_path.read_bytes() == before and not killed.exists()
+    aside = rd.set_aside()
+    killed = aside.with_name(aside.name.rsplit("-", 1)[0] + f"-{_dead_pid()}")
+    aside.rename(killed)
+    rd.save(create_model("lenet5"), _config())  # this time the new run did write a checkpoint
+    rd.check_out(resume=True, overwrite=False)
+    assert not killed.exists() and rd.weights_path.read_bytes() != before

@@ -17,6 +17,7 @@ _LAZY = {
     "summary": "convscope.analysis",
     "load": "convscope.runs",
     "get_dataset": "convscope.data",
+    "Predictor": "convscope.predictor",
 }
 
 __all__ = ["__version__", *_LAZY]

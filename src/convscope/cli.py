@@ -15,10 +15,7 @@ import sys
 from types import ModuleType
 
 import convscope.commands as _commands
-
-
-class UserError(Exception):
-    """A mistake in what the user asked for: printed as one line, exit status 2."""
+from convscope.errors import UserError  # kept here for code that imports it from the CLI
 
 
 def _command_modules() -> list[ModuleType]:

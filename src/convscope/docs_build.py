@@ -222,14 +222,16 @@ def _draw_seven(page: Any, timeout_ms: int) -> None:
 
 def _demo_run(run: str | None) -> Path:
     """The run to screenshot: --run, else runs/demo, else a lenet5 trained now (~20 s)."""
+    from convscope.runs import RunDir
+
     if run:
         return Path(run)
-    if (Path("runs/demo") / "model.safetensors").is_file():
+    if RunDir("runs/demo").weights_path.is_file():
         return Path("runs/demo")
     from convscope.train import train
 
     out = Path("test-artifacts/cache/docs-lenet5-mnist")
-    if not (out / "model.safetensors").is_file():
+    if not RunDir(out).weights_path.is_file():
         train(model="lenet5", data="mnist", recipe="mnist-fast", epochs=10, out=out, progress=False,
               overwrite=True, seed=0)
     return out

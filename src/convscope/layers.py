@@ -48,7 +48,7 @@ class LRN(nn.LocalResponseNorm):
         super().__init__(size=size, alpha=alpha, beta=beta, k=k)
 
 
-# --- Residual family: ResNet, ResNeXt, SENet, DenseNet, MobileNet (issue 3) ---
+# --- Residual family: ResNet, ResNeXt, SENet, DenseNet, MobileNet ---
 # Child names follow torchvision/timm (conv1, bn1, downsample, se.fc1, denselayerN, ...)
 # so their state dicts load without a key mapping.
 
@@ -220,7 +220,7 @@ class DepthwiseSeparable(nn.Module):
         return self.pw(self.dw(x))
 
 
-# --- Classic family: GoogLeNet's Inception modules (issue 3) ---
+# --- Classic family: GoogLeNet's Inception modules ---
 # Branch names follow torchvision's googlenet (branch1..branch4, Sequential indices)
 # so its state dict loads without a key mapping.
 
@@ -285,3 +285,46 @@ class Inception(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         branches = [self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)]
         return torch.cat(branches, 1)  # (N, ch1x1 + ch3x3 + ch5x5 + pool_proj, H, W)
+
+
+# ---- the Inception-v3/v4 family's units (TF-slim's networks: Inception-v4, Inception-ResNet-v2)
+
+def conv_bn(in_ch: int, out_ch: int, kernel_size: int | tuple[int, int], *, stride: int = 1,
+            padding: int | tuple[int, int] = 0) -> ConvBNAct:
+    """Szegedy et al. 2016's unit "conv": conv -> BN (eps 1e-3, TF's) -> ReLU; padding 0
+    ("V", valid) unless given."""
+    return ConvBNAct(in_ch, out_ch, kernel_size, stride=stride, padding=padding, bn_eps=1e-3)
+
+
+def avg_pool_branch(in_ch: int, out_ch: int) -> nn.Sequential:
+    """The pooling branch of the Inception-v3/v4 blocks: 3x3 average pool (stride 1, same) -> 1x1 conv."""
+    return nn.Sequential(nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False),
+                         conv_bn(in_ch, out_ch, 1))
+
+
+class FourBranchInception(nn.Module):
+    """The 35x35 Inception block of Inception-v3 (Szegedy et al. 2015, arXiv:1512.00567, Figure 5),
+    with its widths as arguments; every branch keeps H x W:
+
+        branch0: 1x1 (ch1x1)
+        branch1: 1x1 (mid_red) -> k x k (mid), k = `mid_kernel` (5 in TF-slim's Mixed_5b, 3 in Inception-A)
+        branch2: 1x1 (double_red) -> 3x3 (double) -> 3x3 (double): a factorised 5x5
+        branch3: 3x3 average pool -> 1x1 (pool_proj)
+
+    Inception-v4's Inception-A (Figure 4) is 384 -> 96 | 64, 96 | 64, 96 | 96 with k = 3;
+    Inception-ResNet-v2's Mixed_5b is 192 -> 96 | 48, 64 | 64, 96 | 64 with k = 5.
+    """
+
+    def __init__(self, in_ch: int, ch1x1: int, mid_red: int, mid: int, double_red: int, double: int,
+                 pool_proj: int, *, mid_kernel: int = 3) -> None:
+        super().__init__()
+        self.branch0 = conv_bn(in_ch, ch1x1, 1)
+        self.branch1 = nn.Sequential(conv_bn(in_ch, mid_red, 1), conv_bn(mid_red, mid, mid_kernel,
+                                                                         padding=mid_kernel // 2))
+        self.branch2 = nn.Sequential(conv_bn(in_ch, double_red, 1), conv_bn(double_red, double, 3, padding=1),
+                                     conv_bn(double, double, 3, padding=1))
+        self.branch3 = avg_pool_branch(in_ch, pool_proj)
+        self.out_channels = ch1x1 + mid + double + pool_proj
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.branch0(x), self.branch1(x), self.branch2(x), self.branch3(x)], 1)

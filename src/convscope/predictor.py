@@ -29,6 +29,25 @@ def main_logits(out: Any) -> torch.Tensor:
     return out[0] if isinstance(out, (tuple, list)) else out
 
 
+def top_k(probs: Any, k: int, labels: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    """[{"index", "label", "probability"}] of the k largest of one row of probabilities,
+    largest first (ties: lower index first); a class without a label is named by its index."""
+    p = [float(v) for v in np.asarray(probs.detach().cpu() if isinstance(probs, torch.Tensor) else probs,
+                                      dtype=np.float64).reshape(-1)]
+    order = sorted(range(len(p)), key=lambda i: (-p[i], i))[:max(0, int(k))]
+    return [{"index": i, "label": str(labels[i]) if i < len(labels) else str(i), "probability": p[i]}
+            for i in order]
+
+
+def unnormalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """(C, H, W) float32 in [0, 1]: the first image of `x` with the normalisation undone."""
+    a = x.detach().float().cpu()
+    a = a[0] if a.dim() == 4 else a
+    m = torch.tensor(list(mean), dtype=torch.float32).view(-1, 1, 1)
+    s = torch.tensor(list(std), dtype=torch.float32).view(-1, 1, 1)
+    return np.clip((a * s + m).numpy(), 0.0, 1.0).astype(np.float32)
+
+
 def default_config(model: nn.Module, name: str | None = None, kwargs: dict | None = None) -> dict[str, Any]:
     """A run config for a model without a run: its default input size, identity
     normalisation, classes "0".."K-1"; small grey inputs are prepared as MNIST digits."""
@@ -121,11 +140,7 @@ class Predictor:
 
     def shown(self, x: torch.Tensor) -> np.ndarray:
         """The fed image with the normalisation undone, clipped to [0, 1]: (C, H, W) float32."""
-        a = x.detach().float().cpu()
-        a = a[0] if a.dim() == 4 else a
-        mean = torch.tensor(self.mean, dtype=torch.float32).view(-1, 1, 1)
-        std = torch.tensor(self.std, dtype=torch.float32).view(-1, 1, 1)
-        return np.clip((a * std + mean).numpy(), 0.0, 1.0).astype(np.float32)
+        return unnormalize(x, self.mean, self.std)
 
     # ---- output ---------------------------------------------------------------------------
     def logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -138,12 +153,7 @@ class Predictor:
 
     def top(self, probs: torch.Tensor | Sequence[float], k: int = 5) -> list[dict[str, Any]]:
         """The k most probable classes of one image, most probable first (ties: lower index first)."""
-        p = [float(v) for v in (probs.tolist() if isinstance(probs, torch.Tensor) else probs)]
-        order = sorted(range(len(p)), key=lambda i: (-p[i], i))[:max(0, int(k))]
-        return [{"index": i, "label": self.label(i), "probability": p[i]} for i in order]
-
-    def label(self, index: int) -> str:
-        return self.classes[index] if 0 <= index < len(self.classes) else str(index)
+        return top_k(probs, k, self.classes)
 
     def predict(self, images: Sequence[Any], k: int = 5) -> list[dict[str, Any]]:
         """`convscope predict --json`: [{"image", "top"}] in the order given."""

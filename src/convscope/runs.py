@@ -143,7 +143,10 @@ class RunDir:
         return config
 
     def write_config(self, config: dict[str, Any]) -> None:
-        model_spec(config, self.config_path)
+        """config.json, atomically. (`fit` on a module of its own writes one without a model spec:
+        such a run holds weights and history, but `load` cannot rebuild it.)"""
+        if not isinstance(config, dict):
+            raise TypeError(f"a run config is a dict, got {type(config).__name__}")
         atomic_write_json(self.config_path, config)
 
     def model_spec(self) -> tuple[str, dict[str, Any]]:
@@ -186,7 +189,8 @@ class RunDir:
         self.write_config(config)
         return self.path
 
-    def _weights(self, device: str) -> dict[str, Any]:
+    def read_weights(self, device: Any = "cpu") -> dict[str, Any]:
+        """The safetensors state dict, checked to be a whole file (RunError naming it otherwise)."""
         from safetensors.torch import load_file
 
         path = self.weights_path
@@ -221,7 +225,7 @@ class RunDir:
         """Rebuild the model from config.json, load its safetensors weights; (model, config), eval mode."""
         config = self.read_config()
         model = self.build(config)
-        state = self._weights(str(device))
+        state = self.read_weights(device)
         try:
             missing, unexpected = model.load_state_dict(state, strict=False)
         except RuntimeError as exc:  # a tensor of another shape: e.g. num_classes disagrees
@@ -240,14 +244,15 @@ class RunDir:
             return
         if not isinstance(classes, list):
             raise RunError(f'{self.config_path}: "classes" must be a list of names, got {type(classes).__name__}')
-        outputs = output_count(self.build(config, device="meta"), config.get("input_size"), copy=False)
+        outputs = output_count(model, config.get("input_size"))
         if outputs is not None and outputs != len(classes):
             raise RunError(f"{self.config_path} names {len(classes)} classes but the model has {outputs} "
                            f'outputs; fix "classes" in {CONFIG} (one name per output)')
 
     # ---- writing a run --------------------------------------------------------------------
     def check_out(self, *, resume: bool, overwrite: bool) -> None:
-        """Read-only checks before a run is written here (train --out, finetune --out)."""
+        """Checks before a run is written here (train --out, finetune --out); first `recover()`."""
+        self.recover()
         out = self.path
         if resume:
             if not self.exists():
@@ -283,6 +288,9 @@ class RunDir:
                 fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 pid = _lock_pid(self.lock_path)
+                if pid is None and _age(self.lock_path) < 10:  # just created, its pid not written yet
+                    raise RunError(f"{self.path} is being written by another process ({self.lock_path} "
+                                   f"is new); wait for it to finish, or choose another --out") from None
                 if pid is not None and _alive(pid):
                     raise RunError(f"{self.path} is being written by another process (pid {pid}, "
                                    f"{self.lock_path}); wait for it to finish, stop it, or choose another "
@@ -299,6 +307,47 @@ class RunDir:
         finally:
             if _lock_pid(self.lock_path) == os.getpid():
                 self.lock_path.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def writing(self, *, replace: bool = False) -> Iterator[Callable[[], None]]:
+        """Hold the lock while a run is written here; with `replace` (--overwrite) the old run
+        is set aside first and yields `checkpointed()`, to call once the new run has its first
+        checkpoint: that deletes the old run. If the block ends before a checkpoint
+        (an error, Ctrl-C), the old run is put back as it was.
+        """
+        with self.lock():
+            aside = self.set_aside() if replace else None
+            done = aside is None
+
+            def checkpointed() -> None:
+                nonlocal done
+                if not done:
+                    discard(aside)
+                    done = True
+
+            try:
+                yield checkpointed
+            finally:
+                if not done:
+                    if self.state_path.is_file() or self.weights_path.is_file():
+                        discard(aside)  # the new run got as far as a checkpoint after all
+                    else:
+                        self.restore(aside)
+
+    def recover(self) -> None:
+        """Finish what a killed --overwrite left: its set-aside old run (RUN/.previous-<time>-<pid>,
+        pid no longer alive) is put back when the new run never got to a checkpoint, else deleted."""
+        if not self.path.is_dir():
+            return
+        for aside in sorted(self.path.glob(f"{PREVIOUS}*")):
+            pid = _aside_pid(aside)
+            if not aside.is_dir() or (pid is not None and _alive(pid)):
+                continue
+            with contextlib.suppress(OSError):  # under torchrun every rank checks: one of them wins
+                if self.state_path.is_file() or self.weights_path.is_file():
+                    discard(aside)
+                else:
+                    self.restore(aside)
 
     def set_aside(self) -> Path | None:
         """--overwrite: move the old run's files into RUN/.previous-<time>; returns that folder."""
@@ -325,9 +374,6 @@ class RunDir:
             os.replace(item, self.path / item.name)
         aside.rmdir()
 
-    def leftover_asides(self) -> list[Path]:
-        return sorted(p for p in self.path.glob(f"{PREVIOUS}*") if p.is_dir()) if self.path.is_dir() else []
-
 
 def discard(aside: Path | None) -> None:
     """Delete a set-aside run once the new run has written its first checkpoint."""
@@ -335,11 +381,25 @@ def discard(aside: Path | None) -> None:
         shutil.rmtree(aside, ignore_errors=True)
 
 
+def _aside_pid(aside: Path) -> int | None:
+    try:
+        return int(aside.name.rsplit("-", 1)[1])
+    except (IndexError, ValueError):
+        return None
+
+
 def _lock_pid(path: Path) -> int | None:
     try:
         return int(path.read_text().strip() or "x")
     except (OSError, ValueError):
         return None
+
+
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return float("inf")
 
 
 def _alive(pid: int) -> bool:
@@ -352,26 +412,29 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def output_count(model: Any, input_size: Any = None, *, copy: bool = True) -> int | None:
-    """How many scores the model gives per image: one forward on the meta device (no compute).
-
-    The model is copied first unless `copy=False` (then it is moved to meta itself).
-    """
-    import copy as copying
+def output_count(model: Any, input_size: Any = None) -> int | None:
+    """How many scores the model gives per image: one forward on the meta device (no compute,
+    nothing copied: its parameters and buffers are swapped for meta tensors of their shapes)."""
+    import itertools
 
     import torch
 
     size = input_size or getattr(model, "default_input_size", None)
     if not size:
         return None
+    tensors = {k: torch.empty_like(v, device="meta")
+               for k, v in itertools.chain(model.named_parameters(), model.named_buffers())}
+    was = model.training
+    model.eval()
     try:
-        meta = (copying.deepcopy(model) if copy else model).to("meta")
         with torch.no_grad():
-            out = meta.eval()(torch.empty(1, *[int(v) for v in size], device="meta"))
+            out = torch.func.functional_call(model, tensors, (torch.empty(1, *[int(v) for v in size], device="meta"),))
     except Exception:  # a model that cannot run on meta: the caller's own forward will tell
         return None
+    finally:
+        model.train(was)
     out = out[0] if isinstance(out, (tuple, list)) else out
-    return int(out.shape[-1]) if out.dim() == 2 else None
+    return int(out.shape[-1]) if isinstance(out, torch.Tensor) and out.dim() == 2 else None
 
 
 def load(run_dir: str | Path, *, device: Any = "cpu") -> tuple[Any, dict[str, Any]]:

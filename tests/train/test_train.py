@@ -88,6 +88,22 @@ def test_ctrl_c_saves_mid_epoch_and_resume_ends_with_the_same_weights(tmp_path, 
     assert res["history"][-1]["val_top1"] == ref[-1]["val_top1"]
 
 
+def test_ctrl_c_in_the_first_epoch_resumes(tmp_path):
+    from convscope.runs import RunDir
+    from convscope.train import Interrupted
+
+    torch.manual_seed(0)
+    model = create_model("lenet5")
+    _sigint_at(model, call=3)
+    out = tmp_path / "cut"
+    with pytest.raises(Interrupted, match="Resume with: convscope train --out .* --resume") as info:
+        train(out=out, model=model, data="synthetic", epochs=1, batch_size=64, lr=0.05, progress=False)
+    assert "epoch 1, step 3" in info.value.message
+    train(out=out, resume=True, progress=False)  # no "holds no run": the config was saved with the state
+    assert [r["epoch"] for r in RunDir(out).read_history()] == [1]
+    RunDir(out).load()
+
+
 def test_nan_loss_stops_with_epoch_step_and_lr(tmp_path, synthetic):
     model = create_model("lenet5")
     count = {"n": 0}
@@ -199,8 +215,9 @@ def test_progress_lines_keep_rate_and_eta_and_end_with_one_result_line(tmp_path,
     assert len(out) == 1 and out[0].startswith("done: 2 epochs in") and str(tmp_path / "run") in out[0]
 
 
-def test_overwrite_removes_the_old_run_before_training(tmp_path):
+def test_overwrite_that_fails_before_its_first_checkpoint_puts_the_old_run_back(tmp_path):
     run = train(model="lenet5", data="synthetic", out=tmp_path / "run", epochs=1, progress=False)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
     model = create_model("lenet5")
 
     def crash(module, args, output):
@@ -210,8 +227,9 @@ def test_overwrite_removes_the_old_run_before_training(tmp_path):
     model.register_forward_hook(crash)
     with pytest.raises(RuntimeError, match="power cut"):
         train(model=model, data="synthetic", out=run, epochs=1, progress=False, overwrite=True)
-    # nothing of the old run is left for a mistaken --resume to pick up
-    assert not (run / "state" / "state.pt").exists() and not (run / "config.json").exists()
+    # the old run is back, whole: no half-new run for a mistaken --resume to pick up
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    assert (run / "state" / "state.pt").is_file() and not list(run.glob(".previous-*"))
 
 
 def test_a_run_of_any_shape_reloads_with_its_class_and_channel_counts(tmp_path):

@@ -9,7 +9,7 @@ import torch
 from convscope.models import create_model
 from convscope.train.checkpoint import load
 from convscope.transfer import finetune, from_run, prepare
-from convscope.transfer.finetune import fine_tune, param_groups
+from convscope.transfer.finetune import fit_plan, param_groups
 from convscope.transfer.sources import Source
 from convscope.transfer.stages import stages
 from convscope.transfer.subsets import few_shot
@@ -23,7 +23,7 @@ def test_frozen_stages_bit_identical_and_the_rest_trained(lenet_run, tiny, tmp_p
     src = from_run(lenet_run)
     before = {k: v.clone() for k, v in src.model.state_dict().items()}
     plan = prepare(src, tiny, freeze=2, seed=0)
-    fine_tune(plan, tiny, tmp_path / "ft", epochs=1, freeze_epochs=1, batch_size=16, progress=False)
+    fit_plan(plan, tiny, tmp_path / "ft", epochs=1, freeze_epochs=1, batch_size=16, progress=False)
     after = plan.model.state_dict()
     for s in plan.stages:
         same = [torch.equal(after[k], before[k]) for k in owned(before, s)]
@@ -66,7 +66,7 @@ def test_batchnorm_statistics_of_frozen_stages_do_not_move(tmp_path):
     src = bn_source()
     before = {k: v.clone() for k, v in src.model.state_dict().items()}
     plan = prepare(src, data, freeze=2, seed=0)
-    fine_tune(plan, data, tmp_path / "bn", epochs=1, freeze_epochs=0, batch_size=10, progress=False)
+    fit_plan(plan, data, tmp_path / "bn", epochs=1, freeze_epochs=0, batch_size=10, progress=False)
     after = plan.model.state_dict()
     stats = [k for k in before if k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
     for s in plan.stages:

@@ -96,10 +96,11 @@ def plot_kernels(model: nn.Module, out: str | Path, *, layer: str | None = None,
     ax.set_axis_off()
     ax.set_title(f"{title}\n{what}" if title else what, fontsize=9)
     fig.tight_layout()
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
-def _save(fig: Any, out: str | Path) -> Path:
+def save_figure(fig: Any, out: str | Path) -> Path:
+    """Write a matplotlib figure to `out` (folders made) and close it."""
     import matplotlib.pyplot as plt
 
     path = Path(out)
@@ -112,23 +113,13 @@ def _save(fig: Any, out: str | Path) -> Path:
 # ---- feature maps -------------------------------------------------------------------------
 
 def layer_outputs(model: nn.Module, x: torch.Tensor) -> tuple[list[tuple[str, torch.Tensor]], torch.Tensor]:
-    """Every leaf layer's output, in the order they run (copied: in-place ReLUs change their
-    input afterwards), and the logits. Dropout and identities are left out."""
-    seen: list[tuple[str, torch.Tensor]] = []
-    hooks = []
-    for name, mod in model.named_modules():
-        if next(mod.children(), None) is None and not isinstance(mod, (nn.Dropout, nn.Identity)):
-            hooks.append(mod.register_forward_hook(
-                lambda m, a, o, n=name: seen.append((n, o.detach().clone())) if isinstance(o, torch.Tensor) else None))
-    try:
-        with torch.no_grad():
-            logits = model(x)
-    finally:
-        for h in hooks:
-            h.remove()
-    if isinstance(logits, (tuple, list)):
-        logits = logits[0]
-    return seen, logits
+    """Every leaf layer's tensor output, in the order they run, and the logits (dropout and
+    identities left out); caught by `convscope.capture`, which copies each output."""
+    from convscope.capture import capture
+    from convscope.predictor import main_logits
+
+    logits, outs = capture(model, x)
+    return [(n, t) for n, t in outs.items() if isinstance(t, torch.Tensor)], main_logits(logits)
 
 
 def map_mosaic(t: torch.Tensor, max_maps: int = MAX_MAPS) -> np.ndarray:
@@ -147,14 +138,11 @@ def map_mosaic(t: torch.Tensor, max_maps: int = MAX_MAPS) -> np.ndarray:
 
 def show_input(x: torch.Tensor, config: dict[str, Any] | None) -> np.ndarray:
     """The model's input as a viewable image in [0, 1]: normalisation undone, (H, W) or (H, W, 3)."""
-    a = x[0].detach().float().cpu()
+    from convscope.predictor import unnormalize
+
     norm = (config or {}).get("normalization") or {}
-    if "mean" in norm and "std" in norm:
-        mean = torch.tensor(norm["mean"], dtype=torch.float32).view(-1, 1, 1)
-        std = torch.tensor(norm["std"], dtype=torch.float32).view(-1, 1, 1)
-        a = a * std + mean
-    a = a.numpy()
-    return np.clip(a[0], 0, 1) if a.shape[0] == 1 else np.clip(a[:3].transpose(1, 2, 0), 0, 1)
+    a = unnormalize(x, norm.get("mean", [0.0]), norm.get("std", [1.0]))
+    return a[0] if a.shape[0] == 1 else a[:3].transpose(1, 2, 0)
 
 
 def plot_activations(model: nn.Module, x: torch.Tensor, out: str | Path, *, config: dict[str, Any] | None = None,
@@ -184,12 +172,14 @@ def plot_activations(model: nn.Module, x: torch.Tensor, out: str | Path, *, conf
         ax.set_axis_off()
     _probability_bars(axes[-1], probs, labels)
     fig.tight_layout()
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 def _probability_bars(ax: Any, probs: np.ndarray, labels: Sequence[Any]) -> None:
-    top = np.argsort(-probs)[:10]
-    order = sorted(top) if len(probs) <= 10 else list(top)
+    from convscope.predictor import top_k
+
+    top = [t["index"] for t in top_k(probs, 10)]
+    order = sorted(top) if len(probs) <= 10 else top
     colors = ["tab:red" if i == top[0] else "tab:orange" if len(top) > 1 and i == top[1] else "tab:blue"
               for i in order]
     ax.bar(range(len(order)), probs[order], color=colors)

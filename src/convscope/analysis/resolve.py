@@ -17,29 +17,15 @@ def is_run(target: str) -> bool:
     return Path(target).is_dir() or "/" in target or target.startswith(".")
 
 
-def run_model_spec(run_dir: str | Path) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    """(model name, builder kwargs, config) of a run folder, with clear errors."""
-    from convscope.train.checkpoint import read_config
-
-    config = read_config(run_dir)
-    spec = config.get("model")
-    if isinstance(spec, str):
-        spec = {"name": spec}
-    if not isinstance(spec, dict) or not spec.get("name"):
-        raise ValueError(f"{Path(run_dir) / 'config.json'} names no model (expected \"model\": "
-                         '{"name": ..., "kwargs": {...}}); is it a convscope run?')
-    return spec["name"], dict(spec.get("kwargs") or {}), config
-
-
 def meta_model(target: str) -> tuple[nn.Module, str, dict[str, Any] | None]:
     """The architecture of NAME or RUN built on the meta device (no weights allocated)."""
     from convscope.models import create_model
+    from convscope.runs import RunDir, model_spec
 
     if is_run(target):
-        name, kwargs, config = run_model_spec(target)
-        with torch.device("meta"):
-            model = create_model(name, **kwargs)
-        return model, f"{name} ({target})", config
+        run = RunDir(target)
+        config = run.read_config()
+        return run.build(config, device="meta"), f"{model_spec(config)[0]} ({target})", config
     with torch.device("meta"):
         model = create_model(target)
     return model, target, None
@@ -48,13 +34,22 @@ def meta_model(target: str) -> tuple[nn.Module, str, dict[str, Any] | None]:
 def real_model(target: str) -> tuple[nn.Module, str, dict[str, Any] | None]:
     """NAME with random weights, or RUN with its trained weights; eval mode."""
     from convscope.models import create_model
-    from convscope.train.checkpoint import load
+    from convscope.runs import RunDir, model_spec
 
     if is_run(target):
-        run_model_spec(target)  # a clear error for a folder that is not a run
-        model, config = load(target)
-        return model.eval(), config["model"]["name"], config
+        model, config = RunDir(target).load()
+        return model, model_spec(config)[0], config
     return create_model(target).eval(), target, None
+
+
+def run_predictor(target: str, command: str) -> Any:
+    """The Predictor of a RUN; a model NAME is a UserError (`command` needs trained weights)."""
+    from convscope.errors import UserError
+    from convscope.predictor import Predictor
+
+    if not is_run(target):
+        raise UserError(f"{target} is a model name, not a run folder: {command} needs trained weights")
+    return Predictor.from_run(target)
 
 
 def run_input_size(config: dict[str, Any] | None) -> tuple[int, int, int] | None:

@@ -67,7 +67,7 @@ def plot_saliency(model: nn.Module, x: torch.Tensor, out: str | Path, *, method:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from convscope.analysis.pictures import _save, show_input
+    from convscope.analysis.pictures import save_figure, show_input
 
     heat, target, used = saliency_map(model, x, method=method, layer=layer)
     with torch.no_grad():
@@ -88,4 +88,4 @@ def plot_saliency(model: nn.Module, x: torch.Tensor, out: str | Path, *, method:
         ax.set_axis_off()
     fig.suptitle(f"{title + ': ' if title else ''}which pixels drove the guess {label} ({prob:.0%})", fontsize=10)
     fig.tight_layout()
-    return _save(fig, out)
+    return save_figure(fig, out)

@@ -19,6 +19,7 @@ from torch import nn
 
 from convscope.analysis._tracker import EmptyOutput, RawRow, Tracker
 from convscope.analysis.receptive import Field
+from convscope.analysis.table import render
 
 
 @dataclass
@@ -112,8 +113,6 @@ class Summary:
         }
 
     def __str__(self) -> str:
-        from convscope.analysis.table import render
-
         return render(self)
 
 

@@ -1,11 +1,12 @@
-"""The printed summary table (kept by a golden-output test, as torchinfo does)."""
+"""The printed summary table (kept by a golden-output test, as torchinfo does).
+
+It reads a `Summary` and its `Row`s by their attributes only, so it imports
+nothing from `summary` (which imports it).
+"""
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from convscope.analysis.summary import Row, Summary
+from typing import Any
 
 HEADERS = ("Layer", "Kind", "Output (CxHxW)", "Activations", "Weights (no bias)", "Params", "MACs",
            "Other ops", "RF", "Jump")
@@ -24,12 +25,12 @@ def mb(nbytes: int) -> str:
     return f"{nbytes / 1e6:,.1f} MB"
 
 
-def _shape(row: "Row") -> str:
+def _shape(row: Any) -> str:
     dims = row.output_shape[1:] if len(row.output_shape) > 1 else row.output_shape
     return "x".join(str(d) for d in dims)
 
 
-def _weights(row: "Row") -> str:
+def _weights(row: Any) -> str:
     """The lecture's arithmetic: (kH x kW x C_in) x C_out = weights, biases left out."""
     if not row.params_no_bias:
         return "-"
@@ -41,7 +42,7 @@ def _weights(row: "Row") -> str:
     return f"{row.params_no_bias:,}"
 
 
-def _cells(row: "Row") -> tuple[str, ...]:
+def _cells(row: Any) -> tuple[str, ...]:
     acts = f"{row.activations:,}" if row.stored else f"({row.activations:,})"
     if row.receptive_field is None:
         rf = jump = "-"
@@ -55,7 +56,7 @@ def _cells(row: "Row") -> tuple[str, ...]:
             f"{row.macs:,}" if row.macs else "-", f"{row.other_ops:,}" if row.other_ops else "-", rf, jump)
 
 
-def render(s: "Summary") -> str:
+def render(s: Any) -> str:
     body = [_cells(r) for r in s.rows]
     widths = [max(len(h), *(len(c[i]) for c in body)) for i, h in enumerate(HEADERS)]
 

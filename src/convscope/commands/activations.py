@@ -27,15 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from convscope.analysis.pictures import plot_activations
-    from convscope.analysis.resolve import real_model
-    from convscope.data.preprocess import prepare_image
+    from convscope.analysis.resolve import run_predictor
 
-    model, name, config = real_model(args.run_dir)
-    if config is None:
-        from convscope.cli import UserError
-
-        raise UserError(f"{args.run_dir} is a model name, not a run folder: activations need trained weights")
-    x = prepare_image(args.image, config)
-    path = plot_activations(model, x, args.out, config=config, title=f"{name} ({args.run_dir})")
+    p = run_predictor(args.run_dir, "activations")
+    x = p.prepare(args.image)
+    path = plot_activations(p.model, x, args.out, config=p.config, title=f"{p.name} ({args.run_dir})")
     print(f"wrote {path}")
     return 0

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from convscope.analysis.compare import bubble_chart, compare, table
-    from convscope.cli import UserError
+    from convscope.errors import UserError
 
     entries, skipped = compare(args.names or None)
     if not entries:

@@ -5,6 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
+from convscope.commands._common import add_data_options, add_optim_options, add_output_options, add_runtime_options
+
 NAME = "finetune"
 HELP = "fine-tune a run or torchvision:NAME on new data (freeze, reinit, new head)"
 ORDER = 80
@@ -28,34 +30,24 @@ examples:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from", dest="source", required=True, metavar="RUN|torchvision:NAME",
                    help="a run folder, or torchvision:NAME[:WEIGHTS] (fetched once into $TORCH_HOME)")
-    p.add_argument("--data", required=True, help="mnist, fashion-mnist, cifar10, synthetic or folder:PATH")
     p.add_argument("--out", required=True, help="the new run folder")
     p.add_argument("--freeze", default="0", metavar="N|all",
                    help="stages frozen for the whole run, from the input (default 0)")
     p.add_argument("--reinit", type=int, default=0, metavar="N", help="last N stages get fresh weights")
     p.add_argument("--keep-head", action="store_true",
                    help="keep the source's output layer (same classes) instead of a new head")
-    p.add_argument("--epochs", type=int, default=3, help="epochs after unfreezing (default 3)")
     p.add_argument("--freeze-epochs", type=int, default=1, help="head-only epochs first (default 1; 0 skips)")
-    p.add_argument("--lr", type=float, default=0.05, help="the head's peak learning rate (default 0.05)")
     p.add_argument("--body-lr-mult", type=float, default=0.1,
                    help="first stage's lr as a fraction of the head's in phase 2 (default 0.1)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd")
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--augment", choices=["auto", "none", "digits", "fashion", "natural"])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--image-size", type=int, help="resize the data (torchvision sources: default their crop size)")
-    p.add_argument("--data-root", help="where the dataset files are")
-    p.add_argument("--download", action="store_true", help="let torchvision download the dataset")
-    p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
-    p.add_argument("--threads", type=int, help="CPU threads")
-    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_data_options(p, required=True, default_help="; torchvision sources: --image-size defaults to their crop")
+    add_optim_options(p, epochs=3, epochs_help="epochs after unfreezing (default 3)", lr=0.05,
+                      lr_help="the head's peak learning rate (default 0.05)", batch_size=128, optimizer="sgd")
+    add_runtime_options(p)
+    add_output_options(p, json_help="print the result as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
+    from convscope.runs import RunDir
     from convscope.transfer import finetune
 
     extra = {k: getattr(args, k) for k in ("weight_decay", "augment") if getattr(args, k) is not None}
@@ -65,8 +57,8 @@ def run(args: argparse.Namespace) -> int:
                    data_root=args.data_root, download=args.download, overwrite=args.overwrite,
                    progress=not args.quiet and not args.json, device=args.device, threads=args.threads,
                    batch_size=args.batch_size, optimizer=args.optimizer, nesterov=True, **extra)
-    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    cfg = json.loads((out / "config.json").read_text())["finetune"]
+    run = RunDir(out)
+    history, cfg = run.read_history(), run.read_config()["finetune"]
     final = history[-1]
     if args.json:
         print(json.dumps({"run": str(out), "epochs": len(history), "final": final,

@@ -24,33 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
 
 
-def rows(pattern: str | None) -> list[dict]:
-    import torch
-
-    from convscope.models import create_model, list_models
-
-    out = []
-    for name in list_models(pattern):
-        with torch.device("meta"):
-            model = create_model(name)
-        params = sum(p.numel() for p in model.parameters())
-        out.append({"name": name, "params": params, "default_input_size": list(model.default_input_size),
-                    "num_classes": _num_classes(model)})
-    return out
-
-
-def _num_classes(model) -> int | None:
-    from torch import nn
-
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    return linears[-1].out_features if linears else None
-
-
 def run(args: argparse.Namespace) -> int:
-    from convscope.cli import UserError
-    from convscope.models import list_models
+    from convscope.errors import UserError
+    from convscope.models import list_models, model_rows
 
-    found = rows(args.pattern)
+    found = model_rows(args.pattern)
     if not found:
         raise UserError(f"no model matches {args.pattern!r}; registered: {', '.join(list_models())}")
     if args.json:

@@ -23,38 +23,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per image")
 
 
-def predict_files(run: str, images: list[str], top: int) -> list[dict]:
-    import torch
-
-    from convscope.data.preprocess import prepare_image
-    from convscope.train.batches import main_logits
-    from convscope.train.checkpoint import load
-
-    model, config = load(run)
-    classes = config.get("classes") or [str(i) for i in range(10)]
-    k = min(top, len(classes))
-    xs = []
-    for path in images:  # prepare all first: a bad file fails before any output
-        try:
-            xs.append(prepare_image(path, config))
-        except FileNotFoundError:
-            raise FileNotFoundError(f"image {path!r} does not exist") from None
-        except (ValueError, OSError) as exc:
-            raise ValueError(f"cannot use image {path!r}: {exc}") from None
-    with torch.inference_mode():
-        probs = torch.softmax(main_logits(model(torch.cat(xs))).float(), dim=1)  # (N, classes)
-    p, idx = probs.topk(k, dim=1)
-    return [{"image": path, "top": [{"index": int(i), "label": classes[int(i)], "probability": float(q)}
-                                    for q, i in zip(p[n].tolist(), idx[n].tolist())]}
-            for n, path in enumerate(images)]
-
-
 def run(args: argparse.Namespace) -> int:
-    from convscope.cli import UserError
+    from convscope.errors import UserError
+    from convscope.predictor import Predictor
 
     if args.top < 1:
         raise UserError(f"--top must be at least 1, got {args.top}")
-    results = predict_files(args.run, args.images, args.top)
+    results = Predictor.from_run(args.run).predict(args.images, k=args.top)
     if args.json:
         print(json.dumps(results))
         return 0

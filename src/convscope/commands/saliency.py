@@ -31,20 +31,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from convscope.analysis.resolve import real_model
+    from convscope.analysis.resolve import run_predictor
     from convscope.analysis.saliency import plot_saliency
-    from convscope.cli import UserError
-    from convscope.data.preprocess import prepare_image
+    from convscope.capture import resolve
 
-    model, name, config = real_model(args.run_dir)
-    if config is None:
-        raise UserError(f"{args.run_dir} is a model name, not a run folder: saliency needs trained weights")
+    p = run_predictor(args.run_dir, "saliency")
     if args.layer is not None:
-        names = {n for n, _ in model.named_modules()}
-        if args.layer not in names:
-            raise UserError(f"no layer named {args.layer!r} in {name}; see `convscope summary {args.run_dir}`")
-    x = prepare_image(args.image, config)
-    path = plot_saliency(model, x, args.out, method=args.method, config=config, layer=args.layer,
-                         title=f"{name} ({args.run_dir})")
+        resolve(p.model, [args.layer])  # an unknown name: a clear error, with the close names
+    x = p.prepare(args.image)
+    path = plot_saliency(p.model, x, args.out, method=args.method, config=p.config, layer=args.layer,
+                         title=f"{p.name} ({args.run_dir})")
     print(f"wrote {path}")
     return 0

@@ -6,6 +6,10 @@ import json
 import sys
 from pathlib import Path
 
+from convscope.commands._common import (SCHEDULES, UserError, add_data_options, add_model_arg_option,
+                                        add_optim_options, add_output_options, add_runtime_options,
+                                        parse_model_args)
+
 NAME = "train"
 HELP = "train a model on a dataset (resumable, DDP under torchrun)"
 ORDER = 50
@@ -23,51 +27,22 @@ recipes: mnist-fast, fashion-fast, fashion-best (see docs/training.md)."""
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="registered model name (default: the recipe's, else lenet5)")
-    p.add_argument("--data", help="mnist, fashion-mnist, cifar10, synthetic or folder:PATH "
-                                  "(default: the recipe's, else mnist)")
     p.add_argument("--recipe", help="named settings: mnist-fast, fashion-fast, fashion-best")
     p.add_argument("--out", help="run folder (default: runs/MODEL-DATA)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int, help="global batch size (split over DDP processes)")
-    p.add_argument("--lr", type=float, help="peak learning rate")
-    p.add_argument("--optimizer", choices=["sgd", "adamw"])
+    add_data_options(p, default_help=" (default: the recipe's, else mnist)")
+    add_optim_options(p)
     p.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--momentum", type=float)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--schedule", choices=["step", "plateau", "onecycle", "cosine", "constant"])
+    p.add_argument("--schedule", choices=SCHEDULES, metavar="NAME", help="the lr schedule: %(choices)s")
     p.add_argument("--step-size", type=int, help="step schedule: epochs between decays")
     p.add_argument("--gamma", type=float, help="step/plateau: decay factor")
     p.add_argument("--warmup-epochs", type=float, help="cosine: epochs of linear warm-up")
     p.add_argument("--label-smoothing", type=float)
-    p.add_argument("--augment", choices=["auto", "none", "digits", "fashion", "natural"])
     p.add_argument("--erase-p", type=float, help="fashion/natural: random-erasing probability (default 0.5)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
-                   help="keyword for the model builder, e.g. dropout=0.2 (repeatable)")
-    p.add_argument("--image-size", type=int, help="resize the dataset's images to this square size")
-    p.add_argument("--data-root", help="where the dataset files are")
-    p.add_argument("--download", action="store_true", help="let torchvision download the dataset")
-    p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
-    p.add_argument("--threads", type=int, help="CPU threads (default: the idle cores, see docs/training.md)")
+    add_model_arg_option(p)
+    add_runtime_options(p)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its state/")
-    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.add_argument("--json", action="store_true", help="print the final metrics as JSON")
-
-
-def parse_model_args(items: list[str]) -> dict:
-    from convscope.cli import UserError
-
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"--model-arg {item!r} must look like KEY=VALUE, e.g. dropout=0.2")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
+    add_output_options(p, json_help="print the final metrics as JSON")
 
 
 def _default_out(model: str | None, data: str | None, recipe: str | None) -> Path:
@@ -84,7 +59,7 @@ def _default_out(model: str | None, data: str | None, recipe: str | None) -> Pat
 
 
 def run(args: argparse.Namespace) -> int:
-    from convscope.cli import UserError
+    from convscope.runs import RunDir
     from convscope.train import Interrupted, train
 
     if args.resume and not args.out:
@@ -107,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         import os
 
         if int(os.environ.get("RANK", "0")) == 0:
-            history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+            history = RunDir(run_dir).read_history()
             print(json.dumps({"run": str(run_dir), "epochs": len(history), "final": history[-1],
                               "seconds": round(sum(h["seconds"] for h in history), 3)}))
     return 0

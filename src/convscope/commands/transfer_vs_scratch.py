@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+
+from convscope.commands._common import print_experiment, runtime
 
 NAME = "transfer-vs-scratch"
 HELP = "fine-tune a run vs train from scratch on k labelled images per class"
@@ -49,21 +50,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from convscope.train.runtime import setup, teardown
     from convscope.transfer.small_data import format_table, transfer_vs_scratch
 
-    rt = setup(args.device, args.threads)
-    try:
+    with runtime(args) as rt:
         result = transfer_vs_scratch(args.source, args.data, Path(args.out), shots=args.shots, epochs=args.epochs,
                                      freeze_epochs=args.freeze_epochs, lr=args.lr, body_lr_mult=args.body_lr_mult,
                                      batch_size=args.batch_size, min_epoch=args.min_epoch, seed=args.seed,
                                      repeats=args.repeats, progress=not args.quiet and not args.json, runtime=rt,
                                      keep_runs=args.keep_runs)
-    finally:
-        teardown(rt)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(format_table(result))
-        print(f"-> {Path(args.out) / 'results.json'}, {Path(args.out) / 'accuracy_vs_shots.png'}")
+    print_experiment(args, result, format_table, "accuracy_vs_shots.png")
     return 0

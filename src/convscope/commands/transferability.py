@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+
+from convscope.commands._common import add_model_arg_option, parse_model_args, print_experiment, runtime
 
 NAME = "transferability"
 HELP = "how transferable is each layer? (Yosinski et al. 2014: BnB, BnB+, AnB, AnB+)"
@@ -26,8 +27,7 @@ examples:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="fashion-mnist", help="a dataset with at least 4 classes (default fashion-mnist)")
     p.add_argument("--model", default="lenet5", help="registered model (default lenet5: L = 4 stages)")
-    p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
-                   help="keyword for the model builder, e.g. small_input=true (repeatable)")
+    add_model_arg_option(p, "small_input=true")
     p.add_argument("--epochs", type=int, default=4, help="epochs of every network (default 4)")
     p.add_argument("--subset", type=int, default=2000,
                    help="training images per class (default 2000; 0 for all)")
@@ -44,22 +44,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from convscope.commands.train import parse_model_args
-    from convscope.train.runtime import setup, teardown
     from convscope.transfer.transferability import format_table, transferability
 
-    rt = setup(args.device, args.threads)
-    try:
+    with runtime(args) as rt:
         result = transferability(args.data, Path(args.out), model=args.model,
                                  model_kwargs=parse_model_args(args.model_arg), epochs=args.epochs,
                                  subset=args.subset or None, repeats=args.repeats, seed=args.seed, lr=args.lr,
                                  batch_size=args.batch_size, progress=not args.quiet, runtime=rt,
                                  keep_runs=args.keep_runs)
-    finally:
-        teardown(rt)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(format_table(result))
-        print(f"-> {Path(args.out) / 'results.json'}, {Path(args.out) / 'figure2.png'}")
+    print_experiment(args, result, format_table, "figure2.png")
     return 0

@@ -75,3 +75,35 @@ class ConvFCNet(Classifier):
 
     def reset_classifier(self, num_classes: int) -> None:
         self.classifier.fc8 = nn.Linear(self.head_hidden_size, num_classes)
+
+
+def rename_prefix(key: str, table: dict[str, str]) -> str:
+    """Map a state-dict key through `table` (our module path -> the reference's),
+    using the longest module path that is a prefix of `key`."""
+    parts = key.split(".")
+    for cut in range(len(parts), 0, -1):
+        head = ".".join(parts[:cut])
+        if head in table:
+            return ".".join([table[head], *parts[cut:]])
+    return key
+
+
+class InceptionHead(Classifier):
+    """What Inception-v4 and Inception-ResNet-v2 share after the body: global average
+    pooling, dropout (keep 0.8) and `last_linear`, and timm's key names via
+    `self._reference_names` (set by the subclass)."""
+
+    num_features: int = 1536
+    _reference_names: dict[str, str]
+
+    def reference_key(self, our_key: str) -> str:
+        """Our state-dict key -> timm's (`inception_a.0.branch0...` -> `features.6.branch0...`)."""
+        return rename_prefix(our_key, self._reference_names)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.head_drop(torch.flatten(self.global_pool(x), 1))  # (N, 1536)
+        return x if pre_logits else self.last_linear(x)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        old = self.last_linear.weight
+        self.last_linear = nn.Linear(self.num_features, num_classes, device=old.device, dtype=old.dtype)

@@ -52,3 +52,19 @@ def create_model(name: str, *, num_classes: int | None = None, in_chans: int | N
     model = _MODELS[name](**kwargs)
     model.model_name = name
     return model
+
+
+def model_rows(pattern: str | None = None) -> list[dict]:
+    """`convscope models`: {"name", "params", "default_input_size", "num_classes"} per registered
+    model, each built on the meta device (no weights allocated)."""
+    import torch
+
+    out = []
+    for name in list_models(pattern):
+        with torch.device("meta"):
+            model = create_model(name)
+        linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        out.append({"name": name, "params": sum(p.numel() for p in model.parameters()),
+                    "default_input_size": list(model.default_input_size),
+                    "num_classes": linears[-1].out_features if linears else None})
+    return out

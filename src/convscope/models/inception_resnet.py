@@ -29,26 +29,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from convscope.layers import FourBranchInception, conv_bn
+from convscope.models._base import InceptionHead
 from convscope.models._registry import register_model
-from convscope.models.inception_v4 import InceptionHead, avg_pool_branch, conv_bn
 
 
 # --------------------------------------------------------------------------- stem
 
-class Mixed5b(nn.Module):
+class Mixed5b(FourBranchInception):
     """The last piece of TF-slim's stem: an Inception-v3 style block, 192 -> 320 channels:
     1x1 96 || 1x1 48 -> 5x5 64 || 1x1 64 -> 3x3 96 -> 3x3 96 || avg pool -> 1x1 64."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.branch0 = conv_bn(192, 96, 1)
-        self.branch1 = nn.Sequential(conv_bn(192, 48, 1), conv_bn(48, 64, 5, padding=2))
-        self.branch2 = nn.Sequential(conv_bn(192, 64, 1), conv_bn(64, 96, 3, padding=1),
-                                     conv_bn(96, 96, 3, padding=1))
-        self.branch3 = avg_pool_branch(192, 64)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.branch0(x), self.branch1(x), self.branch2(x), self.branch3(x)], 1)
+        super().__init__(192, 96, 48, 64, 64, 96, 64, mid_kernel=5)
 
 
 class InceptionResNetV2Stem(nn.Sequential):

@@ -27,34 +27,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from convscope.layers import ConvBNAct
-from convscope.models._base import Classifier
+from convscope.layers import FourBranchInception, avg_pool_branch, conv_bn
+from convscope.models._base import InceptionHead
 from convscope.models._registry import register_model
-
-
-# --------------------------------------------------------------------------- helpers
-
-def conv_bn(in_ch: int, out_ch: int, kernel_size: int | tuple[int, int], *, stride: int = 1,
-            padding: int | tuple[int, int] = 0) -> ConvBNAct:
-    """The paper's unit "conv": conv -> BN (eps 1e-3, TF's) -> ReLU; padding 0 ("V") unless given."""
-    return ConvBNAct(in_ch, out_ch, kernel_size, stride=stride, padding=padding, bn_eps=1e-3)
-
-
-def avg_pool_branch(in_ch: int, out_ch: int) -> nn.Sequential:
-    """The pooling branch of Inception-A/B/C: 3x3 average pool (stride 1, same) -> 1x1 conv."""
-    return nn.Sequential(nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False),
-                         conv_bn(in_ch, out_ch, 1))
-
-
-def rename_prefix(key: str, table: dict[str, str]) -> str:
-    """Map a state-dict key through `table` (our module path -> the reference's),
-    using the longest module path that is a prefix of `key`."""
-    parts = key.split(".")
-    for cut in range(len(parts), 0, -1):
-        head = ".".join(parts[:cut])
-        if head in table:
-            return ".".join([table[head], *parts[cut:]])
-    return key
 
 
 # --------------------------------------------------------------------------- stem (Figure 3)
@@ -124,20 +99,12 @@ class InceptionV4Stem(nn.Sequential):
 
 # --------------------------------------------------------------------------- Inception and reduction blocks
 
-class InceptionA(nn.Module):
+class InceptionA(FourBranchInception):
     """Inception-A (Figure 4), 35x35 grid, 384 -> 384 channels:
     1x1 96 || 1x1 64 -> 3x3 96 || 1x1 64 -> 3x3 96 -> 3x3 96 || avg pool -> 1x1 96."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.branch0 = conv_bn(384, 96, 1)
-        self.branch1 = nn.Sequential(conv_bn(384, 64, 1), conv_bn(64, 96, 3, padding=1))
-        self.branch2 = nn.Sequential(conv_bn(384, 64, 1), conv_bn(64, 96, 3, padding=1),
-                                     conv_bn(96, 96, 3, padding=1))
-        self.branch3 = avg_pool_branch(384, 96)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.branch0(x), self.branch1(x), self.branch2(x), self.branch3(x)], 1)
+        super().__init__(384, 96, 64, 96, 64, 96, 96, mid_kernel=3)
 
 
 class ReductionA(nn.Module):
@@ -234,27 +201,6 @@ class InceptionC(nn.Module):
 
 
 # --------------------------------------------------------------------------- the network (Figure 9)
-
-class InceptionHead(Classifier):
-    """What Inception-v4 and Inception-ResNet-v2 share after the body: global average
-    pooling, dropout (keep 0.8) and `last_linear`, and timm's key names via
-    `self._reference_names` (set by the subclass)."""
-
-    num_features: int = 1536
-    _reference_names: dict[str, str]
-
-    def reference_key(self, our_key: str) -> str:
-        """Our state-dict key -> timm's (`inception_a.0.branch0...` -> `features.6.branch0...`)."""
-        return rename_prefix(our_key, self._reference_names)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.head_drop(torch.flatten(self.global_pool(x), 1))  # (N, 1536)
-        return x if pre_logits else self.last_linear(x)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        old = self.last_linear.weight
-        self.last_linear = nn.Linear(self.num_features, num_classes, device=old.device, dtype=old.dtype)
-
 
 class InceptionV4(InceptionHead):
     """Inception-v4 (Figure 9): stem, 4 x A, Reduction-A, 7 x B, Reduction-B, 3 x C, pool, dropout, linear."""

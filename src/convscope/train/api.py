@@ -6,15 +6,15 @@ the data) is reported before the first training step.
 """
 from __future__ import annotations
 
+import contextlib
 import platform
-import uuid
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from convscope.train.checkpoint import CONFIG, read_config
+from convscope.runs import RunDir
 from convscope.train.config import make_config, recipe_defaults
 from convscope.train.runtime import Runtime, barrier, setup, teardown
 
@@ -39,38 +39,6 @@ def load_dataset(data: Any, *, root: str | None = None, download: bool = False,
     from convscope.data import get_dataset
 
     return get_dataset(data, root=root, download=download, image_size=image_size)
-
-
-def _check_out(out: Path, *, resume: bool, overwrite: bool) -> None:
-    """Read-only checks every rank can make before anything is written."""
-    if resume:
-        if not (out / CONFIG).is_file():
-            raise FileNotFoundError(f"cannot resume: {out} holds no run ({CONFIG} is missing); "
-                                    f"start a new run with --out {out} and no --resume")
-        return
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file, not a folder; choose another --out")
-    if (out / CONFIG).is_file() and not overwrite:
-        raise ValueError(f"{out} already holds a run; continue it with --resume, replace it with "
-                         f"--overwrite, or choose another --out")
-
-
-def _probe_writable(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{uuid.uuid4().hex}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise ValueError(f"cannot write the run to --out {out}: {exc.strerror or exc}; "
-                         f"choose a folder you can write to") from None
-
-
-def _clear_run(out: Path) -> None:
-    """--overwrite: drop the old run's files first, so a crash before the first
-    epoch ends cannot leave the old state/ to be resumed by mistake."""
-    for name in (CONFIG, "model.safetensors", "metrics.jsonl", "curves.png", "state/state.pt"):
-        (out / name).unlink(missing_ok=True)
 
 
 def check_fit(model: nn.Module, dataset: Any) -> None:
@@ -98,12 +66,22 @@ def check_fit(model: nn.Module, dataset: Any) -> None:
                          f"{len(dataset.classes)} classes; build it with num_classes={len(dataset.classes)}")
 
 
-def run_config_for(model_name: str, model_kwargs: dict, dataset: Any, *, data_name: str | None = None,
+def full_kwargs(model_kwargs: dict | None, dataset: Any) -> dict:
+    """The model kwargs with the data's class and channel counts filled in (where not given):
+    config.json keeps these, so `convscope.load` rebuilds the very same network."""
+    kwargs = dict(model_kwargs or {})
+    kwargs.setdefault("num_classes", len(dataset.classes))
+    kwargs.setdefault("in_chans", int(dataset.train.images.shape[1]))
+    return kwargs
+
+
+def run_config_for(model_name: str, model_kwargs: dict | None, dataset: Any, *, data_name: str | None = None,
                    image_size: int | None = None) -> dict[str, Any]:
-    """config.json minus the training recipe (fit adds "recipe", "seed" and the result)."""
+    """config.json minus the training recipe (fit adds "recipe", "seed" and the result);
+    the model kwargs are filled with `full_kwargs`."""
     pre = dataset.preprocessing() if hasattr(dataset, "preprocessing") else {}
     return {
-        "model": {"name": model_name, "kwargs": model_kwargs},
+        "model": {"name": model_name, "kwargs": full_kwargs(model_kwargs, dataset)},
         "dataset": data_name or dataset.name,
         "dataset_kind": getattr(dataset, "kind", None),
         "dataset_source": str(getattr(dataset, "source", "")),
@@ -116,29 +94,28 @@ def run_config_for(model_name: str, model_kwargs: dict, dataset: Any, *, data_na
     }
 
 
-def _full_kwargs(model_kwargs: dict, dataset: Any) -> dict:
-    """The model kwargs with the data's class and channel counts filled in: config.json
-    keeps these, so `convscope.load` rebuilds the very same network."""
-    kwargs = dict(model_kwargs)
-    kwargs.setdefault("num_classes", len(dataset.classes))
-    kwargs.setdefault("in_chans", int(dataset.train.images.shape[1]))
-    return kwargs
-
-
-def _build_model(model: str | nn.Module, model_kwargs: dict, seed: int) -> tuple[nn.Module, str]:
+def build_model(model: str | nn.Module, model_kwargs: dict, seed: int) -> tuple[nn.Module, str]:
+    """(module, name): a registered name built with `model_kwargs` (initial weights from `seed`
+    only), or a module passed through."""
     if isinstance(model, nn.Module):
         return model, getattr(model, "model_name", type(model).__name__)
     from convscope.models import create_model
 
-    torch.manual_seed(seed)  # the initial weights depend on --seed only
+    torch.manual_seed(seed)
     return create_model(model, **model_kwargs), model
 
 
-def _resolve(out: Path, model, data, recipe, resume: bool, model_kwargs, values: dict) -> tuple:
+def writer(run: RunDir, rt: Runtime, *, replace: bool) -> Any:
+    """`run.writing(replace=...)` on rank 0; elsewhere a no-op (only rank 0 writes)."""
+    return run.writing(replace=replace) if rt.main else contextlib.nullcontext(lambda: None)
+
+
+def _resolve(run: RunDir, model, data, recipe, resume: bool, model_kwargs, values: dict) -> tuple:
     """(model, data, model_kwargs, TrainConfig): from the saved run on resume, else recipe + arguments."""
+    out = run.path
     if resume:
-        saved = read_config(out)
-        name, kwargs = saved["model"]["name"], dict(saved["model"].get("kwargs", {}))
+        saved = run.read_config()
+        name, kwargs = run.model_spec()
         for what, given, have in (("model", model, name), ("data", data, saved["dataset"])):
             if isinstance(given, str) and given != have:
                 raise ValueError(f"{out} was trained with --{what} {have}, not {given}; drop --{what} "
@@ -167,26 +144,27 @@ def train(*, model: str | nn.Module | None = None, data: Any = None, out: str | 
     Run under torchrun it trains with DistributedDataParallel; only rank 0 writes.
     """
     out = Path(out)
+    run = RunDir(out)
     values = dict(overrides, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
                   schedule=schedule, seed=seed)
-    _check_out(out, resume=resume, overwrite=overwrite)
-    model, data, model_kwargs, cfg = _resolve(out, model, data, recipe, resume, model_kwargs, values)
+    run.check_out(resume=resume, overwrite=overwrite)
+    model, data, model_kwargs, cfg = _resolve(run, model, data, recipe, resume, model_kwargs, values)
     rt = setup(device, threads)
     try:
         dataset = load_dataset(data, root=data_root, download=download, image_size=image_size)
-        model_kwargs = _full_kwargs(model_kwargs, dataset)
-        net, name = _build_model(model, model_kwargs, cfg.seed)
+        model_kwargs = full_kwargs(model_kwargs, dataset)
+        net, name = build_model(model, model_kwargs, cfg.seed)
         check_fit(net, dataset)
         if rt.main:
-            _probe_writable(out)
-            if overwrite and not resume:
-                _clear_run(out)
-        barrier(rt)
+            run.probe_writable()
         run_config = run_config_for(name, model_kwargs, dataset, data_name=data if isinstance(data, str) else None,
                                     image_size=image_size)
         from convscope.train.loop import fit
 
-        result = fit(net, dataset, cfg, out, run_config=run_config, resume=resume, progress=progress, runtime=rt)
+        with writer(run, rt, replace=overwrite and not resume) as checkpointed:
+            barrier(rt)
+            result = fit(net, dataset, cfg, out, run_config=run_config, resume=resume, progress=progress,
+                         runtime=rt, on_checkpoint=checkpointed)
         if rt.main and (progress if report is None else report):
             print(result_line(out, result, rt), flush=True)
         return out

@@ -17,7 +17,7 @@ SPLITS = ("train", "val", "test")
 def _model_and_config(run_or_model: Any, config: dict | None, device: torch.device) -> tuple[nn.Module, dict]:
     if isinstance(run_or_model, nn.Module):
         return run_or_model.to(device), dict(config or {})
-    from convscope.train.checkpoint import load
+    from convscope.runs import load
 
     model, saved = load(run_or_model, device=device)
     return model, dict(saved, **(config or {}))

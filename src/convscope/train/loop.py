@@ -13,7 +13,6 @@ exact position inside the epoch as well.
 """
 from __future__ import annotations
 
-import json
 import signal
 import threading
 import time
@@ -26,7 +25,7 @@ from torch import nn
 from convscope.train import augment as aug
 from convscope.train import optim, state as st
 from convscope.train.batches import Batches, loss_with_aux, score
-from convscope.train.checkpoint import atomic_write_bytes, save_run
+from convscope.runs import RunDir
 from convscope.train.config import TrainConfig
 from convscope.train.progress import Progress
 from convscope.train.runtime import Runtime, all_sum, setup
@@ -56,7 +55,8 @@ def fit(model: nn.Module, dataset: Any, config: TrainConfig, out: str | Path, *,
         frozen_modules: Iterable[nn.Module] = (),
         before_epoch: Callable[[nn.Module, int], None] | None = None,
         resume: bool = False, progress: bool = True,
-        runtime: Runtime | None = None) -> dict[str, Any]:
+        runtime: Runtime | None = None, history: Iterable[dict] = (), phase: str | None = None,
+        on_checkpoint: Callable[[], None] | None = None, title: str | None = None) -> dict[str, Any]:
     """Train `model` on `dataset` (a convscope.data Dataset) and write the run to `out`.
 
     param_groups: torch-style groups (each may carry its own "lr" and
@@ -65,17 +65,27 @@ def fit(model: nn.Module, dataset: Any, config: TrainConfig, out: str | Path, *,
     param_filter(name, param) -> bool: train only the parameters it accepts.
     frozen_modules: kept in eval mode while training (frozen BN statistics).
     before_epoch(model, epoch): called after model.train() each epoch.
-    Returns {"run", "history", "epochs", "final"} (final = the last epoch's metrics).
+    history: the rows of an earlier phase written into the same run (two-phase fine-tuning):
+        metrics.jsonl and curves.png show them first, and this phase's epochs number on after them.
+    phase: a name stored in each new row's "phase" (e.g. "head", "all").
+    on_checkpoint(): called once, after the first checkpoint (state/state.pt) is written.
+    title: the title of curves.png (default: the run folder's name).
+    Returns {"run", "history", "epochs", "final"}: history over every phase, epochs = this phase's.
     """
     return _Fit(model, dataset, config, Path(out), run_config=run_config, param_groups=param_groups,
                 param_filter=param_filter, frozen_modules=list(frozen_modules),
-                before_epoch=before_epoch, progress=progress, rt=runtime or setup()).run(resume)
+                before_epoch=before_epoch, progress=progress, rt=runtime or setup(),
+                history=list(history), phase=phase, on_checkpoint=on_checkpoint, title=title).run(resume)
 
 
 class _Fit:
     def __init__(self, model, dataset, cfg: TrainConfig, out: Path, *, run_config, param_groups,
-                 param_filter, frozen_modules, before_epoch, progress, rt: Runtime) -> None:
+                 param_filter, frozen_modules, before_epoch, progress, rt: Runtime, history: list[dict],
+                 phase: str | None, on_checkpoint: Callable[[], None] | None, title: str | None) -> None:
         self.cfg, self.out, self.rt, self.dataset = cfg, out, rt, dataset
+        self.run_dir = RunDir(out)
+        self.prior, self.phase, self.on_checkpoint = history, phase, on_checkpoint
+        self.title = title or str(out.name)
         self.module = model.to(rt.device)
         self.model = self.module
         if rt.world > 1:
@@ -98,7 +108,7 @@ class _Fit:
         self.sched = optim.build_schedule(cfg.schedule, self.opt, epochs=cfg.epochs, steps_per_epoch=self.steps,
                                           step_size=cfg.step_size, gamma=cfg.gamma, patience=cfg.patience,
                                           warmup=cfg.warmup, warmup_epochs=cfg.warmup_epochs)
-        self.history: list[dict] = []
+        self.history: list[dict] = list(history)
         self.plotted = time.perf_counter()
         self.in_step = False
         self.gen: torch.Generator | None = None
@@ -120,19 +130,26 @@ class _Fit:
         self.epoch, self.step, self.gen_state = int(s["epoch"]), int(s["step"]), s.get("generator")
         self.partial, self.history = list(s.get("partial", [0.0, 0.0])), list(s["history"])
 
+    def _checkpointed(self) -> None:
+        if self.on_checkpoint is not None:
+            self.on_checkpoint()
+            self.on_checkpoint = None
+
+    def _config(self, **extra: Any) -> dict[str, Any]:
+        return dict(self.run_config, recipe=self.cfg.to_dict(), seed=self.cfg.seed, **extra)
+
     def _write_epoch(self) -> None:
         """State first (resume needs only it), then the files people read."""
         st.save_state(self.out, self._state())
-        config = dict(self.run_config, recipe=self.cfg.to_dict(), seed=self.cfg.seed,
-                      epochs_done=self.epoch, result=self.history[-1])
-        save_run(self.out, self.module, config)
-        lines = "".join(json.dumps(h) + "\n" for h in self.history)
-        atomic_write_bytes(self.out / "metrics.jsonl", lines.encode())
+        self._checkpointed()
+        run = self.run_dir
+        run.save(self.module, self._config(epochs_done=self.epoch, result=self.history[-1]))
+        run.write_history(self.history)
         # matplotlib costs ~0.5 s a figure: redraw at most every 15 s, and always at the end
         if self.epoch >= self.cfg.epochs or time.perf_counter() - self.plotted > 15:
             from convscope.train.plots import plot_curves
 
-            plot_curves(self.history, self.out / "curves.png", title=str(self.out.name))
+            plot_curves(self.history, run.curves_path, title=self.title)
             self.plotted = time.perf_counter()
 
     # ---- the loop ----------------------------------------------------------
@@ -228,9 +245,12 @@ class _Fit:
         val = score(self.module, self.val_data, rt, batch_size=self.cfg.eval_batch_size)
         self.sched.epoch_end(val["top1"])
         self.epoch, self.step, self.gen_state, self.partial = self.epoch + 1, 0, None, [0.0, 0.0]
-        row = {"epoch": self.epoch, "train_loss": train_loss, "val_loss": val["loss"], "val_top1": val["top1"],
+        row = {"epoch": len(self.prior) + self.epoch, "train_loss": train_loss, "val_loss": val["loss"],
+               "val_top1": val["top1"],
                "val_top5": val["top5"], "lr": self.opt.param_groups[0]["lr"], "seconds": round(seconds, 3),
                "images_per_second": round(self.steps * self.cfg.batch_size / max(seconds, 1e-9), 1)}
+        if self.phase is not None:
+            row["phase"] = self.phase
         self.history.append(row)
         if rt.main:
             self._write_epoch()
@@ -238,14 +258,20 @@ class _Fit:
 
     def _on_interrupt(self) -> Interrupted:
         hint = f"convscope train --out {self.out} --resume"
+        state = self.run_dir.state_path
         if self.in_step:  # stopped inside an optimizer step: the weights may be half-updated
-            done = self.epoch
+            if self.epoch == 0 and not state.is_file():
+                return Interrupted(self.out, f"interrupted inside epoch 1, before any checkpoint: nothing was "
+                                             f"saved in {self.out}; start the run again with the same command")
             return Interrupted(self.out, f"interrupted inside epoch {self.epoch + 1}; the checkpoint of the "
-                                         f"last finished epoch ({done}) is kept in {self.out / st.STATE}. "
+                                         f"last finished epoch ({self.epoch}) is kept in {state}. "
                                          f"Resume with: {hint}")
         if self.rt.main:
             self.gen_state = self.gen.get_state() if self.gen is not None else None
             st.save_state(self.out, self._state())
+            self._checkpointed()
+            if not self.run_dir.exists():  # before the first epoch ended: --resume needs the config too
+                self.run_dir.write_config(self._config(epochs_done=self.epoch))
         where = f"epoch {self.epoch + 1}, step {self.step} of {self.steps}"
-        return Interrupted(self.out, f"interrupted at {where}; checkpoint saved in {self.out / st.STATE}. "
+        return Interrupted(self.out, f"interrupted at {where}; checkpoint saved in {state}. "
                                      f"Resume with: {hint}")

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
-from convscope.train.checkpoint import atomic_write_bytes
+from convscope.runs import atomic_write_bytes
 
 
 def _figure(*args, **kw):
@@ -17,9 +17,10 @@ def _figure(*args, **kw):
     return plt, plt.subplots(*args, **kw)
 
 
-def _save(plt, fig, path: Path) -> None:
+def save_png(plt: Any, fig: Any, path: Path, *, dpi: int = 100) -> None:
+    """The figure as a PNG, written atomically; the figure is closed."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
+    fig.savefig(buf, format="png", dpi=dpi)
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
 
@@ -39,7 +40,7 @@ def plot_curves(history: Sequence[dict], path: str | Path, title: str = "") -> N
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    _save(plt, fig, Path(path))
+    save_png(plt, fig, Path(path))
 
 
 def plot_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str], path: str | Path,
@@ -61,4 +62,4 @@ def plot_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str], p
                 ax.text(j, i, str(m[i, j]), ha="center", va="center", fontsize=8,
                         color="white" if m[i, j] > hi / 2 else "black")
     fig.tight_layout()
-    _save(plt, fig, Path(path))
+    save_png(plt, fig, Path(path))

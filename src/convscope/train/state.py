@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from convscope.train.checkpoint import atomic_write_bytes
+from convscope.errors import RunError
+from convscope.runs import STATE, STATE_FILE, RunDir, RunNotFound, atomic_write_bytes
 
-STATE = Path("state") / "state.pt"
+STATE_PATH = Path(STATE) / STATE_FILE
 
 
 def rng_state() -> dict[str, Any]:
@@ -42,13 +43,24 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def save_state(run: Path, state: dict[str, Any]) -> None:
     buf = io.BytesIO()
     torch.save(state, buf)
-    atomic_write_bytes(run / STATE, buf.getvalue())
+    atomic_write_bytes(RunDir(run).state_path, buf.getvalue())
 
 
 def load_state(run: Path) -> dict[str, Any]:
-    path = run / STATE
+    rd = RunDir(run)
+    path = rd.state_path
     if not path.is_file():
-        raise FileNotFoundError(
-            f"nothing to resume in {run}: {STATE} is missing (the run never finished an epoch); "
-            f"start it again without --resume")
-    return torch.load(path, map_location="cpu", weights_only=True)
+        raise RunNotFound(
+            f"nothing to resume in {run}: {STATE_PATH} is missing (the run never finished an epoch); "
+            f"start it again with --overwrite instead of --resume")
+    if path.stat().st_size == 0:
+        raise RunError(f"{path} is empty (0 bytes): the resume state was never written; "
+                       f"start the run again with --overwrite instead of --resume")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, not a torch file, pickled code refused
+        raise RunError(f"{path} cannot be read ({str(exc).splitlines()[0][:120]}): it is truncated or "
+                       f"corrupt; start the run again with --overwrite instead of --resume") from None
+    if not isinstance(state, dict) or not {"epoch", "model", "optimizer", "history"} <= state.keys():
+        raise RunError(f"{path} is not a convscope resume state; start the run again with --overwrite")
+    return state

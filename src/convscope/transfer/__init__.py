@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from convscope.transfer.adapt import adapt_input_channels, adapt_weight
 from convscope.transfer.api import finetune
-from convscope.transfer.finetune import Plan, fine_tune, param_groups, prepare
+from convscope.transfer.finetune import Plan, fit_plan, param_groups, prepare
 from convscope.transfer.sources import Source, from_run, from_torchvision, load_source
 from convscope.transfer.stages import Stage, head, stages
 
-__all__ = ["finetune", "prepare", "fine_tune", "param_groups", "Plan", "Source", "load_source", "from_run",
+__all__ = ["finetune", "prepare", "fit_plan", "param_groups", "Plan", "Source", "load_source", "from_run",
            "from_torchvision", "stages", "head", "Stage", "adapt_input_channels", "adapt_weight"]

@@ -4,17 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from convscope.transfer.finetune import fine_tune, prepare, with_source_normalization
+from convscope.transfer.finetune import fit_plan, prepare, with_source_normalization
 from convscope.transfer.sources import Source, load_source
-
-
-def run_config(source: Source, plan_model: Any, dataset: Any, *, data_name: str | None,
-               image_size: int | None) -> dict[str, Any]:
-    """config.json for the fine-tuned run: rebuildable by convscope.load (num_classes and in_chans kept)."""
-    from convscope.train.api import run_config_for
-
-    kwargs = dict(source.kwargs, num_classes=len(dataset.classes), in_chans=int(dataset.train.images.shape[1]))
-    return run_config_for(source.name, kwargs, dataset, data_name=data_name, image_size=image_size)
 
 
 def finetune(source: str | Path | Source, data: Any, out: str | Path, *, freeze: int | str | None = None,
@@ -30,11 +21,13 @@ def finetune(source: str | Path | Source, data: Any, out: str | Path, *, freeze:
     `cfg` are TrainConfig fields (batch_size, optimizer, weight_decay, augment, ...).
     The run is an ordinary one: convscope.load, evaluate, predict and serve read it.
     """
-    from convscope.train.api import _check_out, _probe_writable, load_dataset
+    from convscope.runs import RunDir
+    from convscope.train.api import load_dataset, run_config_for, writer
     from convscope.train.runtime import setup, teardown
 
     out = Path(out)
-    _check_out(out, resume=False, overwrite=overwrite)
+    run = RunDir(out)
+    run.check_out(resume=False, overwrite=overwrite)
     src = load_source(source)
     if image_size is None and str(src.origin).startswith("torchvision:") and isinstance(data, str):
         image_size = src.input_size[-1]
@@ -43,11 +36,14 @@ def finetune(source: str | Path | Source, data: Any, out: str | Path, *, freeze:
         dataset = with_source_normalization(
             load_dataset(data, root=data_root, download=download, image_size=image_size), src)
         plan = prepare(src, dataset, freeze=freeze, reinit=reinit, keep_head=keep_head, seed=seed)
-        _probe_writable(out)
-        config = run_config(src, plan.model, dataset, data_name=data if isinstance(data, str) else None,
-                            image_size=image_size)
-        fine_tune(plan, dataset, out, epochs=epochs, freeze_epochs=freeze_epochs, lr=lr,
-                  body_lr_mult=body_lr_mult, run_config=config, progress=progress, runtime=rt, seed=seed, **cfg)
+        run.probe_writable()
+        # num_classes and in_chans kept in config.json: convscope.load rebuilds the fine-tuned network
+        config = run_config_for(src.name, src.kwargs, dataset, data_name=data if isinstance(data, str) else None,
+                                image_size=image_size)
+        with writer(run, rt, replace=overwrite) as checkpointed:
+            fit_plan(plan, dataset, out, epochs=epochs, freeze_epochs=freeze_epochs, lr=lr,
+                     body_lr_mult=body_lr_mult, run_config=config, progress=progress, runtime=rt, seed=seed,
+                     on_checkpoint=checkpointed, **cfg)
         return out
     finally:
         teardown(rt)

@@ -1,7 +1,7 @@
 """Fine-tuning a trained model on new data: freeze, reinitialise, new head, two phases.
 
     plan = prepare(load_source("runs/fashion"), mnist, freeze=1, reinit=0)
-    result = fine_tune(plan, mnist, "runs/ft", epochs=3)
+    result = fit_plan(plan, mnist, "runs/ft", epochs=3)
 
 What `prepare` does, in order:
   1. copy the source model (the source is never changed);
@@ -13,7 +13,7 @@ What `prepare` does, in order:
      frozen for the whole run: requires_grad=False and their batch norm kept
      in eval mode, so its running statistics do not move either.
 
-The schedule `fine_tune` runs is fastai's `fine_tune` (Howard & Gugger 2020):
+The schedule `fit_plan` runs is fastai's `fine_tune` (Howard & Gugger 2020):
   phase 1, `freeze_epochs` (default 1): only the head and the reinitialised
     stages train, the body is frozen, one-cycle at `lr`;
   phase 2, `epochs`: everything not frozen trains, one-cycle at `lr / 2`, with
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +37,7 @@ from torch import nn
 
 from convscope.transfer.adapt import adapt_input_channels
 from convscope.transfer.sources import Source
-from convscope.transfer.stages import Stage, head, stages
+from convscope.transfer.stages import Stage, head, stage_of, stages
 
 PHASE1 = "phase1-head"
 
@@ -149,23 +148,19 @@ def prepare(source: Source, dataset: Any, *, freeze: int | str | None = None, re
     return plan
 
 
-def _owner(key: str, plan: Plan) -> int | None:
-    """Index of the stage owning parameter `key`; None for the head and anything outside the stages."""
-    return next((i for i, s in enumerate(plan.stages) if s.owns(key)), None)
-
-
 def param_groups(plan: Plan, trainable: list[Stage], *, lr: float, body_lr_mult: float,
                  weight_decay: float) -> list[dict]:
     """Discriminative groups (see the module docstring); biases and norm scales without decay."""
     total, new = len(plan.stages), {s.name for s in plan.reinit}
     names = {s.name for s in trainable}
+    index = {s.name: i for i, s in enumerate(plan.stages)}
     buckets: dict[tuple[str, float, bool], list[nn.Parameter]] = {}
     for key, p in plan.model.named_parameters():
-        i = _owner(key, plan)
-        if i is not None and plan.stages[i].name not in names:
+        owner = stage_of(key, plan.stages)  # None: the head, or anything outside the stages
+        if owner is not None and owner not in names:
             continue
-        stage = plan.stages[i].name if i is not None else "head"
-        factor = 1.0 if i is None or stage in new else body_lr_mult ** ((total - i) / total)
+        stage = owner or "head"
+        factor = 1.0 if owner is None or stage in new else body_lr_mult ** ((total - index[owner]) / total)
         buckets.setdefault((stage, factor, p.ndim > 1), []).append(p)
     return [{"params": ps, "lr": lr * f, "weight_decay": weight_decay if decay else 0.0, "name": stage}
             for (stage, f, decay), ps in buckets.items()]
@@ -185,23 +180,27 @@ def _set_trainable(plan: Plan, trainable: list[Stage]) -> list[nn.Module]:
 
 
 def _phase(plan: Plan, dataset: Any, out: Path, trainable: list[Stage], *, epochs: int, lr: float,
-           body_lr_mult: float, run_config: dict, progress: bool, runtime: Any, **cfg: Any) -> dict:
+           body_lr_mult: float, run_config: dict, progress: bool, runtime: Any, history: list[dict] = (),
+           phase: str | None = None, on_checkpoint: Any = None, title: str | None = None, **cfg: Any) -> dict:
     from convscope.train import fit, make_config
 
     config = make_config(None, epochs=epochs, lr=lr, **cfg)
     frozen = _set_trainable(plan, trainable)
     groups = param_groups(plan, trainable, lr=lr, body_lr_mult=body_lr_mult, weight_decay=config.weight_decay)
     return fit(plan.model, dataset, config, out, run_config=run_config, param_groups=groups,
-               frozen_modules=frozen, progress=progress, runtime=runtime)
+               frozen_modules=frozen, progress=progress, runtime=runtime, history=history, phase=phase,
+               on_checkpoint=on_checkpoint, title=title)
 
 
-def fine_tune(plan: Plan, dataset: Any, out: str | Path, *, epochs: int = 3, freeze_epochs: int = 1,
+def fit_plan(plan: Plan, dataset: Any, out: str | Path, *, epochs: int = 3, freeze_epochs: int = 1,
               lr: float = 0.05, body_lr_mult: float = 0.1, run_config: dict | None = None,
-              progress: bool = True, runtime: Any = None, **cfg: Any) -> dict[str, Any]:
+              progress: bool = True, runtime: Any = None, on_checkpoint: Any = None,
+              **cfg: Any) -> dict[str, Any]:
     """Train `plan.model` on `dataset` into the run folder `out` (the two phases above).
 
     `cfg` are TrainConfig fields (batch_size, optimizer, schedule, seed, weight_decay, augment, ...).
-    Returns fit's result: {"run", "history", "epochs", "final"}, history over both phases.
+    Returns fit's result: {"run", "history", "epochs", "final"}, history and epochs over both phases.
+    on_checkpoint(): called once the run in `out` has its first checkpoint (see `fit`).
     """
     out = Path(out)
     if not 0 < body_lr_mult <= 1:
@@ -219,27 +218,21 @@ def fine_tune(plan: Plan, dataset: Any, out: str | Path, *, epochs: int = 3, fre
     if len(plan.frozen) + len(plan.reinit) == len(plan.stages) or freeze_epochs == 0:
         # one phase: nothing pretrained would be unfrozen later, or no head-only warm-up asked for
         kw["run_config"] = dict(base, finetune=dict(info, phases=[{"trained": plan.names(unfrozen), "epochs": epochs}]))
-        return _phase(plan, dataset, out, unfrozen, epochs=epochs, lr=lr, body_lr_mult=body_lr_mult, **kw)
-    first = _phase(plan, dataset, out / PHASE1, list(new), epochs=freeze_epochs, lr=lr, body_lr_mult=1.0, **kw)
-    phases = [{"trained": ["head", *plan.names(new)], "epochs": freeze_epochs, "lr": lr, "history": first["history"]},
-              {"trained": plan.names(unfrozen), "epochs": epochs, "lr": lr / 2}]
-    kw["run_config"] = dict(base, finetune=dict(info, phases=phases))
-    second = _phase(plan, dataset, out, unfrozen, epochs=epochs, lr=lr / 2, body_lr_mult=body_lr_mult, **kw)
-    history = _merge_history(out, first["history"], second["history"])
-    shutil.rmtree(out / PHASE1, ignore_errors=True)
-    return dict(second, history=history, epochs=len(history))
-
-
-def _merge_history(out: Path, first: list[dict], second: list[dict]) -> list[dict]:
-    """metrics.jsonl and curves.png over both phases (epochs numbered on through phase 2)."""
-    from convscope.train.checkpoint import atomic_write_bytes
-    from convscope.train.plots import plot_curves
-
-    rows = [dict(r, phase="head") for r in first]
-    rows += [dict(r, epoch=r["epoch"] + len(first), phase="all") for r in second]
-    atomic_write_bytes(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
-    plot_curves(rows, out / "curves.png", title=f"{out.name} (fine-tune: head, then all)")
-    return rows
+        return _phase(plan, dataset, out, unfrozen, epochs=epochs, lr=lr, body_lr_mult=body_lr_mult,
+                      on_checkpoint=on_checkpoint, **kw)
+    try:  # phase 1 checkpoints into a folder of its own: a crash in it leaves `out` without a run
+        first = _phase(plan, dataset, out / PHASE1, list(new), epochs=freeze_epochs, lr=lr, body_lr_mult=1.0,
+                       phase="head", **kw)
+        phases = [{"trained": ["head", *plan.names(new)], "epochs": freeze_epochs, "lr": lr,
+                   "history": first["history"]},
+                  {"trained": plan.names(unfrozen), "epochs": epochs, "lr": lr / 2}]
+        kw["run_config"] = dict(base, finetune=dict(info, phases=phases))
+        second = _phase(plan, dataset, out, unfrozen, epochs=epochs, lr=lr / 2, body_lr_mult=body_lr_mult,
+                        history=first["history"], phase="all", on_checkpoint=on_checkpoint,
+                        title=f"{out.name} (fine-tune: head, then all)", **kw)
+    finally:
+        shutil.rmtree(out / PHASE1, ignore_errors=True)
+    return dict(second, epochs=len(second["history"]))
 
 
 def with_source_normalization(dataset: Any, source: Source) -> Any:

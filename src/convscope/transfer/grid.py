@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from convscope.train.checkpoint import atomic_write_json
+from convscope.runs import atomic_write_json
 
 CELLS = "cells"
 

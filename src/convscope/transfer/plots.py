@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from convscope.train.checkpoint import atomic_write_bytes
+from convscope.train.plots import save_png
 
 # Figure 2 of Yosinski et al. (2014): B in blue circles, A->B in red diamonds, "+" lighter
 STYLE = {
@@ -22,15 +22,6 @@ def _figure(**kw: Any):
     import matplotlib.pyplot as plt
 
     return plt, plt.subplots(**kw)
-
-
-def _save(plt, fig, path: Path) -> None:
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def plot_shots(result: dict[str, Any], path: str | Path, *, more: dict[str, dict[str, Any]] | None = None) -> None:
@@ -55,7 +46,7 @@ def plot_shots(result: dict[str, Any], path: str | Path, *, more: dict[str, dict
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    _save(plt, fig, Path(path))
+    save_png(plt, fig, Path(path), dpi=110)
 
 
 def plot_transferability(result: dict[str, Any], path: str | Path) -> None:
@@ -90,4 +81,4 @@ def plot_transferability(result: dict[str, Any], path: str | Path) -> None:
     ax_d.set_title("mean difference to baseB", fontsize=9)
     ax.legend(fontsize=8, ncol=3, loc="lower left")
     fig.tight_layout()
-    _save(plt, fig, Path(path))
+    save_png(plt, fig, Path(path), dpi=110)

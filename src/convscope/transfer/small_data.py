@@ -21,7 +21,8 @@ from typing import Any, Sequence
 
 import torch
 
-from convscope.transfer.finetune import fine_tune, prepare, with_source_normalization
+from convscope.train.api import build_model, full_kwargs, run_config_for
+from convscope.transfer.finetune import fit_plan, prepare, with_source_normalization
 from convscope.transfer.grid import Grid
 from convscope.transfer.sources import Source, load_source
 from convscope.transfer.subsets import few_shot, per_class_counts, repeat_train
@@ -37,23 +38,13 @@ def test_top1(model: torch.nn.Module, dataset: Any) -> float:
 def train_scratch(name: str, kwargs: dict, dataset: Any, out: Path, *, epochs: int, lr: float, seed: int,
                   batch_size: int, runtime: Any = None, **cfg: Any) -> torch.nn.Module:
     """A new `name` model trained on `dataset` with fit (one-cycle at `lr`); returns the model."""
-    from convscope.models import create_model
     from convscope.train import fit, make_config
 
-    torch.manual_seed(seed)
-    model = create_model(name, num_classes=len(dataset.classes), in_chans=int(dataset.train.images.shape[1]),
-                         **kwargs)
+    model, _ = build_model(name, full_kwargs(kwargs, dataset), seed)
     config = make_config(None, epochs=epochs, lr=lr, seed=seed, batch_size=batch_size, **cfg)
-    fit(model, dataset, config, out, run_config=full_config(name, kwargs, dataset), progress=False, runtime=runtime)
+    fit(model, dataset, config, out, run_config=run_config_for(name, kwargs, dataset), progress=False,
+        runtime=runtime)
     return model
-
-
-def full_config(name: str, kwargs: dict, dataset: Any) -> dict[str, Any]:
-    """config.json of a run on `dataset` that convscope.load can rebuild (num_classes, in_chans kept)."""
-    from convscope.train.api import run_config_for
-
-    kw = dict(kwargs, num_classes=len(dataset.classes), in_chans=int(dataset.train.images.shape[1]))
-    return run_config_for(name, kw, dataset)
 
 
 def _shots(shots: Sequence[int]) -> list[int]:
@@ -74,7 +65,7 @@ def transfer_vs_scratch(source: str | Path | Source, data: Any, out: str | Path,
     Repeat r uses seed + r for the k-shot cut, the new weights and the batch order.
     """
     from convscope.train.api import load_dataset
-    from convscope.train.checkpoint import atomic_write_json
+    from convscope.runs import atomic_write_json
 
     out = Path(out)
     src = load_source(source)
@@ -118,9 +109,9 @@ def _train_one(method: str, src: Source, ds: Any, run_dir: Path, *, epochs: int,
     if method == "finetune":
         ds = with_source_normalization(ds, src)
         plan = prepare(src, ds, seed=seed)
-        fine_tune(plan, ds, run_dir, run_config=full_config(src.name, src.kwargs, ds), epochs=epochs,
-                  freeze_epochs=freeze_epochs, lr=lr, body_lr_mult=body_lr_mult, batch_size=bs, seed=seed,
-                  progress=False, runtime=runtime, nesterov=True)
+        fit_plan(plan, ds, run_dir, run_config=run_config_for(src.name, src.kwargs, ds), epochs=epochs,
+                 freeze_epochs=freeze_epochs, lr=lr, body_lr_mult=body_lr_mult, batch_size=bs, seed=seed,
+                 progress=False, runtime=runtime, nesterov=True)
         model = plan.model
     else:
         model = train_scratch(src.name, src.kwargs, ds, run_dir, epochs=epochs + freeze_epochs, lr=lr, seed=seed,

@@ -18,6 +18,8 @@ from typing import Any
 
 from torch import nn
 
+from convscope.errors import RunError
+
 
 @dataclass
 class Source:
@@ -51,27 +53,21 @@ def load_source(spec: str | Path | Source) -> Source:
 
 def from_run(run: Path) -> Source:
     """Rebuild a run's model (num_classes and in_chans from its config) with its weights."""
-    from safetensors.torch import load_file
-
     from convscope.models import create_model
-    from convscope.train.checkpoint import WEIGHTS, read_config
+    from convscope.runs import RunDir
 
-    config = read_config(run)
-    spec = config.get("model") or {}
-    if "name" not in spec:
-        raise ValueError(f"{run}/config.json names no model (\"model\": {{\"name\": ...}}); is it a convscope run?")
+    rd = RunDir(run)
+    config = rd.read_config()
+    name, spec_kwargs = rd.model_spec()
     classes = [str(c) for c in config.get("classes", [])]
     input_size = tuple(int(v) for v in config.get("input_size", (1, 28, 28)))
-    kwargs = {k: v for k, v in spec.get("kwargs", {}).items() if k not in ("num_classes", "in_chans")}
-    model = create_model(spec["name"], num_classes=len(classes) or None, in_chans=input_size[0], **kwargs)
-    weights = run / WEIGHTS
-    if not weights.is_file():
-        raise FileNotFoundError(f"{run} has no {WEIGHTS}: the run did not finish an epoch; train it first")
-    missing, unexpected = model.load_state_dict(load_file(str(weights)), strict=False)
+    kwargs = {k: v for k, v in spec_kwargs.items() if k not in ("num_classes", "in_chans")}
+    model = create_model(name, num_classes=len(classes) or None, in_chans=input_size[0], **kwargs)
+    missing, unexpected = model.load_state_dict(rd.read_weights(), strict=False)
     if missing or unexpected:
-        raise ValueError(f"{weights} does not fit {spec['name']} with {len(classes)} classes and "
-                         f"{input_size[0]} input channel(s): missing {missing[:3]}, unexpected {unexpected[:3]}")
-    return Source(model=model.eval(), name=spec["name"], kwargs=kwargs, classes=classes, input_size=input_size,
+        raise RunError(f"{rd.weights_path} does not fit {name} with {len(classes)} classes and "
+                       f"{input_size[0]} input channel(s): missing {missing[:3]}, unexpected {unexpected[:3]}")
+    return Source(model=model.eval(), name=name, kwargs=kwargs, classes=classes, input_size=input_size,
                   origin=str(run), dataset=config.get("dataset"), normalization=config.get("normalization"),
                   preprocessing=config.get("preprocessing") or {})
 

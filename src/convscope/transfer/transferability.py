@@ -27,9 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from convscope.transfer.finetune import fine_tune, prepare
+from convscope.runs import RunDir
+from convscope.train.api import full_kwargs, run_config_for
+from convscope.transfer.finetune import fit_plan, prepare
 from convscope.transfer.grid import Grid
-from convscope.transfer.small_data import full_config, test_top1, train_scratch
+from convscope.transfer.small_data import test_top1, train_scratch
 from convscope.transfer.sources import from_run
 from convscope.transfer.subsets import class_subset
 
@@ -65,8 +67,7 @@ def _layers(model: str, kwargs: dict, dataset: Any) -> list[str]:
     from convscope.models import create_model
     from convscope.transfer.stages import stages
 
-    net = create_model(model, num_classes=len(dataset.classes), in_chans=int(dataset.train.images.shape[1]),
-                       **kwargs)
+    net = create_model(model, **full_kwargs(kwargs, dataset))
     return [s.name for s in stages(net)]
 
 
@@ -77,7 +78,7 @@ def transferability(data: Any = "fashion-mnist", out: str | Path = "runs/transfe
                     keep_runs: bool = False) -> dict[str, Any]:
     """Run (or resume) the whole grid; returns the table and writes out/results.json and out/figure2.png."""
     from convscope.train.api import load_dataset
-    from convscope.train.checkpoint import atomic_write_json
+    from convscope.runs import atomic_write_json
 
     out, kwargs = Path(out), dict(model_kwargs or {})
     if not isinstance(repeats, int) or repeats < 1:
@@ -111,7 +112,8 @@ def transferability(data: Any = "fashion-mnist", out: str | Path = "runs/transfe
 def _base(out: Path, r_seed: int, which: str, name: str, kwargs: dict, ds: Any, train_kw: dict) -> Path:
     """baseA/baseB of a repeat: trained once, kept in out/runs/ (a cell's JSON may outlive a deleted run)."""
     run = out / "runs" / f"r{r_seed}-base{which}"
-    if not (run / "model.safetensors").is_file() or not (run / "config.json").is_file():
+    rd = RunDir(run)
+    if not rd.weights_path.is_file() or not rd.exists():
         shutil.rmtree(run, ignore_errors=True)
         train_scratch(name, kwargs, ds, run, seed=r_seed, **train_kw)
     return run
@@ -131,8 +133,8 @@ def _run_cell(cell: str, out: Path, da: Any, db: Any, name: str, kwargs: dict, n
     frozen = not treatment.endswith("+")
     plan = prepare(source, db, freeze=n if frozen else 0, reinit=n_layers - n, seed=r_seed * 1000 + n)
     run = out / "runs" / cell
-    fine_tune(plan, db, run, run_config=full_config(name, kwargs, db), freeze_epochs=0, body_lr_mult=1.0,
-              progress=False, seed=r_seed, **train_kw)
+    fit_plan(plan, db, run, run_config=run_config_for(name, kwargs, db), freeze_epochs=0, body_lr_mult=1.0,
+             progress=False, seed=r_seed, **train_kw)
     top1 = test_top1(plan.model, db)
     if not keep_runs:
         shutil.rmtree(run, ignore_errors=True)
