@@ -1,11 +1,12 @@
 """ONNX export of every registered model at its default size, every shown layer as an output.
 
-    .venv/bin/python benchmarks/export.py [NAME ...]      # default: all of `convscope models`
+    .venv/bin/python benchmarks/export.py --all           # all of `convscope models` (~40 min)
+    .venv/bin/python benchmarks/export.py [NAME ...]      # default: five models, a few minutes
 
 One JSON line per model: outputs, file size, the onnxruntime check (max absolute
 difference, and the difference over the output's magnitude beyond 1, which the
 1e-4 tolerance applies to), seconds. Random weights; files go to a temp folder
-and are deleted. Takes ~40 minutes on 2 shared cores.
+and are deleted.
 """
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ import time
 from pathlib import Path
 
 
+QUICK = ["lenet5", "convnet_small", "resnet18", "mobilenet_v1", "googlenet"]
+
+
 def main() -> int:
     import torch
 
@@ -25,7 +29,9 @@ def main() -> int:
 
     torch.set_num_threads(1)
     out = Path(tempfile.mkdtemp(prefix="convscope-export-"))
-    for name in sys.argv[1:] or list_models():
+    args = sys.argv[1:]
+    names = list_models() if args == ["--all"] else args or QUICK
+    for name in names:
         t0 = time.perf_counter()
         path = out / f"{name}.onnx"
         try:
