@@ -234,3 +234,25 @@ def test_max_batch_1_answers_as_before(explorer):
     pa, pb = answer(a.content), answer(b.content)
     assert [t["index"] for t in pa["top"]] == [t["index"] for t in pb["top"]]
     assert max(abs(x - y) for x, y in zip(pa["probabilities"], pb["probabilities"])) < 1e-6
+
+
+def test_call_runs_in_the_batch_thread_between_batches():
+    seen: list[str] = []
+
+    def batch(xs):
+        seen.append(f"batch:{threading.current_thread().name}")
+        time.sleep(0.02)
+        return xs
+
+    async def main():
+        b = Batcher(batch, max_batch=4, max_wait_s=0.0)
+        first = asyncio.ensure_future(b.submit(1))
+        await asyncio.sleep(0.005)  # the batch is running
+        other = await b.call(lambda: seen.append(f"call:{threading.current_thread().name}") or 7)
+        await first
+        b.close()
+        return other
+
+    assert run(main()) == 7
+    assert seen[0].startswith("batch:") and seen[1].startswith("call:")
+    assert seen[0].split(":")[1] == seen[1].split(":")[1]  # the same one worker thread

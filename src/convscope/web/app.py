@@ -127,6 +127,8 @@ def create_app(run_dir: str | Path | None = None, *, explorer: Explorer | None =
     async def call(fn, *args, **kwargs):
         if slow:
             return await run_in_threadpool(fn, *args, **kwargs)
+        if batcher is not None:  # the batches' thread: one forward pass at a time, never two at once
+            return await batcher.call(fn, *args, **kwargs)
         return fn(*args, **kwargs)
 
     @app.get("/api/health")

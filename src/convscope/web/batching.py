@@ -18,6 +18,7 @@ The batcher knows nothing about HTTP or models.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 from collections import deque
@@ -77,6 +78,11 @@ class Batcher(Generic[X, Y]):
         self._queue.append((item, fut, time.perf_counter()))
         self._schedule(loop)
         return await fut
+
+    async def call(self, fn: Callable, *args, **kwargs):
+        """Run `fn` in the batches' worker thread (between batches): work that must not overlap
+        a batch, e.g. another forward pass of the same model, goes here."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
