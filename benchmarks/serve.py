@@ -16,6 +16,12 @@ with every layer's activations in the answer.
   2. 60 s at 32 clients with 10% malformed requests (bad JSON, NaN, 1x1, broken
      base64, not a PNG, a 1.1 MB body): no 5xx, resident memory growth < 50 MB
 
+With --explorer-speed it measures instead, in this process, what the explorer
+costs for big networks against a plain `model(x)` timed in the same run
+(`explorer_speed`): resnet50 (224), densenet121 (224), inception_v4 (299) and
+the lenet5 drawing: the answer (guesses + first screen of layers), its
+payload, and a later layer fetched on its own.
+
 Prints one JSON object. The baseline for ratios, `predict_only_ms`, is the
 same work timed in this process without HTTP. On a shared machine latencies
 swing with its load; `server_cpu_ms_per_request` (the server's own CPU time per
@@ -391,6 +397,89 @@ def _vm_hwm_mb(pid: int) -> float | None:
     return None
 
 
+# ---- explorer speed on big networks (--explorer-speed) ---------------------------------------
+
+def _median_ms(fn, reps: int) -> tuple[float, float]:
+    """(median wall ms, mean CPU ms) of `fn` over `reps` calls after one warm-up; the CPU time
+    is what a busy machine inflates least (it does not count waiting for a core)."""
+    fn()  # warm-up
+    times = []
+    c0 = time.process_time()
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return round(statistics.median(times) * 1000, 2), round((time.process_time() - c0) / reps * 1000, 2)
+
+
+def photo_jpeg(w: int = 640, h: int = 480) -> str:
+    """A smooth synthetic 'photo' as a JPEG data URL (what an upload sends)."""
+    from PIL import Image
+
+    yy, xx = np.mgrid[0:h, 0:w] / max(w, h)
+    rgb = np.stack([np.sin(6 * xx) * 0.5 + 0.5, np.cos(4 * yy) * 0.5 + 0.5, xx * yy], -1)
+    buf = io.BytesIO()
+    Image.fromarray((rgb * 255).astype(np.uint8)).save(buf, format="JPEG", quality=90)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def explorer_speed_one(name: str, reps: int) -> dict:
+    """One zoo model (random weights: speed does not depend on them) at its native size."""
+    import torch
+
+    from convscope.models import create_model
+    from convscope.web.encoding import image_from_file, image_from_png
+    from convscope.web.inference import Explorer
+
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    ex = Explorer(create_model(name), None, random_weights=True)
+    load_s = time.perf_counter() - t0
+    x = torch.rand(1, *ex.input_size)
+    with torch.inference_mode():
+        forward, forward_cpu = _median_ms(lambda: ex.model(x), reps)
+    url = drawing_png() if ex.input_size[0] == 1 else photo_jpeg()
+    decode = image_from_png if ex.input_size[0] == 1 else image_from_file
+    answer = {}
+    answer_ms, answer_cpu = _median_ms(lambda: answer.update(text=ex.predict_json(decode(url))), reps)
+    body = json.loads(answer["text"])
+    first = {layer["name"] for layer in body["layers"]}
+    later = [layer["name"] for layer in ex.layers if layer["name"] not in first and len(layer["shape"]) == 3]
+    name_later = later[len(later) // 2] if later else ex.layers[-1]["name"]
+    layer_ms, layer_cpu = _median_ms(lambda: json.dumps(ex.layer(name_later, limit=16, sort="strength")), reps)
+    input_id = body["input_id"]
+
+    def cold() -> None:  # the input's activations were dropped: one forward again, then the layer
+        ex._values.pop(input_id, None)
+        json.dumps(ex.layer(name_later, input_id=input_id, limit=16, sort="strength"))
+    cold_ms, cold_cpu = _median_ms(cold, reps)
+    return {"model": name, "input_size": list(ex.input_size), "layers": len(ex.layers),
+            "layers_in_answer": len(first), "load_s": round(load_s, 2),
+            "forward_ms": forward, "forward_cpu_ms": forward_cpu,
+            "answer_ms": answer_ms, "answer_cpu_ms": answer_cpu,
+            "answer_vs_forward": round(answer_ms / forward, 2), "answer_vs_forward_cpu": round(answer_cpu / forward_cpu, 2),
+            "payload_bytes": len(answer["text"]), "later_layer": name_later,
+            "later_layer_ms": layer_ms, "later_layer_cpu_ms": layer_cpu,
+            "later_layer_vs_forward": round(layer_ms / forward, 3),
+            "later_layer_cold_ms": cold_ms, "later_layer_cold_vs_forward": round(cold_ms / forward, 2)}
+
+
+def explorer_speed(models: list[str], reps: int) -> dict:
+    import torch
+
+    torch.set_num_threads(1)  # what `convscope serve` uses by default
+    out = {"cpus": os.cpu_count(), "threads": 1, "loadavg_before": os.getloadavg()[0], "models": []}
+    for name in models:
+        out["models"].append(explorer_speed_one(name, reps))
+    out["loadavg_after"] = os.getloadavg()[0]
+    big = [m for m in out["models"] if m["model"] != "lenet5"]
+    out["goals"] = {"answer_within_3x_forward": all(m["answer_vs_forward"] <= 3 for m in big),
+                    "answer_within_3x_forward_cpu": all(m["answer_vs_forward_cpu"] <= 3 for m in big),
+                    "payload_under_1mb": all(m["payload_bytes"] < 1_000_000 for m in big),
+                    "later_layer_under_one_forward": all(m["later_layer_vs_forward"] < 1 for m in big)}
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", default=str(ROOT / "runs" / "demo"))
@@ -401,7 +490,15 @@ def main() -> int:
                     help="only: 200 simulated students for 60 s (10%% malformed) against the batching server")
     ap.add_argument("--students", type=int, default=200, help="--classroom: how many (default 200)")
     ap.add_argument("--seconds", type=float, default=None, help="--batching/--classroom: phase length")
+    ap.add_argument("--explorer-speed", action="store_true",
+                    help="instead: the explorer on big networks against a plain forward, in this process")
+    ap.add_argument("--models", default="lenet5,resnet50,densenet121,inception_v4",
+                    help="models for --explorer-speed (comma-separated)")
+    ap.add_argument("--reps", type=int, default=5, help="repetitions per figure for --explorer-speed")
     args = ap.parse_args()
+    if args.explorer_speed:
+        print(json.dumps(explorer_speed(args.models.split(","), args.reps), indent=2))
+        return 0
     run = Path(args.run)
     if not (run / "model.safetensors").is_file():
         run = fallback_run()

@@ -119,30 +119,44 @@ def capture(model: nn.Module, x: torch.Tensor, names: Iterable[str] | None = Non
 def capture_graph(gm: Any, x: torch.Tensor) -> tuple[Any, dict[str, Any]]:
     """One forward through a traced `torch.fx.GraphModule`: (output, {fx node name: value}).
 
-    In-place operations (ReLU(inplace=True), x.relu_()) get a copy of their input, so the
-    value kept for the node before them is what that node computed.
+    The graph is rewritten once (kept on `gm`) to return every node's value as well as its
+    output: plain generated Python, no interpreter in the loop. In-place operations
+    (ReLU(inplace=True), x.relu_()) get a copy of their input, so the value kept for the
+    node before them is what that node computed.
     """
+    recorder = getattr(gm, "_convscope_recorder", None)
+    if recorder is None:
+        recorder = _recording_module(gm)
+        gm._convscope_recorder = recorder  # a plain attribute: not a submodule, not in state_dict
+    with torch.inference_mode():
+        out, values = recorder[0](x)
+    return out, dict(zip(recorder[1], values))
+
+
+def _recording_module(gm: Any) -> tuple[Any, list[str]]:
+    import copy
+
     import torch.fx as fx
 
-    class Recorder(fx.Interpreter):
-        def __init__(self) -> None:
-            super().__init__(gm, garbage_collect_values=False)
-            self.values: dict[str, Any] = {}
-            self.mods = dict(gm.named_modules())
-
-        def run_node(self, n: fx.Node) -> Any:
-            inplace = (n.op == "call_module" and getattr(self.mods.get(n.target), "inplace", False) is True) \
-                or (n.op == "call_method" and str(n.target).endswith("_")) or n.kwargs.get("inplace") is True
-            if inplace:
-                args, kwargs = self.fetch_args_kwargs_from_env(n)
-                args = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
-                out = getattr(self, n.op)(n.target, args, kwargs)
-            else:
-                out = super().run_node(n)
-            self.values[n.name] = out
-            return out
-
-    rec = Recorder()
-    with torch.inference_mode():
-        out = rec.run(x)
-    return out, rec.values
+    graph = copy.deepcopy(gm.graph)
+    mods = dict(gm.named_modules())
+    names: list[str] = []
+    kept: list[Any] = []
+    output = None
+    for node in list(graph.nodes):
+        if node.op == "output":
+            output = node
+            continue
+        inplace = (node.op == "call_module" and getattr(mods.get(node.target), "inplace", False) is True) \
+            or (node.op == "call_method" and str(node.target).endswith("_")) or node.kwargs.get("inplace") is True
+        if inplace and node.args and isinstance(node.args[0], fx.Node):
+            with graph.inserting_before(node):
+                copy_ = graph.call_method("clone", (node.args[0],))
+            node.args = (copy_, *node.args[1:])
+        names.append(node.name)
+        kept.append(node)
+    with graph.inserting_before(output):
+        everything = graph.call_function(tuple, ([*kept],))
+    output.args = ((output.args[0], everything),)
+    graph.lint()
+    return fx.GraphModule(gm, graph, "Recorder"), names

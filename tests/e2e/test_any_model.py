@@ -13,6 +13,7 @@ from PIL import Image
 from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("web")]
+SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "e2e"
 FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
 
@@ -46,6 +47,16 @@ def opened(browser_context, request):
         page.close()
         stack.close()
         assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def _shot(page, name: str, testid: str | None = None) -> None:
+    """A screenshot for docs/explorer.md (copied there from test-artifacts/e2e)."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    if testid:  # at the bottom of the window, clear of the sticky panel
+        page.get_by_test_id(testid).evaluate("e => e.scrollIntoView({block: 'end'})")
+    else:
+        page.evaluate("() => window.scrollTo(0, 0)")
+    page.screenshot(path=str(SHOTS / name))
 
 
 def _png(arr: np.ndarray, fmt: str = "PNG") -> bytes:
@@ -92,6 +103,7 @@ def test_a_batch_norm_fashion_run_shows_every_layer(opened, tmp_path):
     page.get_by_test_id("sample-0").click()
     page.wait_for_function("document.body.dataset.pending === '0'")
     expect(page.get_by_test_id("first-guess")).not_to_have_text("–")
+    _shot(page, "explorer-fashion.png")
     for layer in layers[1:]:  # scrolled to, each layer is filled with what the network computed
         page.get_by_test_id(f"layer-{layer['name']}").scroll_into_view_if_needed()
         sel = "canvas.map" if len(layer["shape"]) == 3 and layer["shape"][1] > 1 else ".cell"
@@ -132,6 +144,7 @@ def test_an_rgb_run_shows_the_three_channels_it_is_fed(opened, tmp_path):
     _upload(page, _png(img), "red.png", "image/png")
     for i in range(3):
         expect(page.get_by_test_id(f"input-channel-{i}")).to_be_visible()
+    _shot(page, "explorer-rgb.png", "layer-input")
     fed = page.evaluate("() => { const c = CS.net.views.input.canvases[0]; return Array.from(c.getContext('2d').getImageData(16, 16, 1, 1).data); }")
     assert fed[0] == pytest.approx(230, abs=3) and fed[2] == pytest.approx(20, abs=3)
     # colour scales: per map, per layer, whole network, with the scale said
@@ -174,6 +187,7 @@ def test_a_zoo_resnet18_reads_an_uploaded_photo_and_says_its_weights_are_random(
     canvas.hover(position={"x": (x + 0.5) * box["width"] / 56, "y": (y + 0.5) * box["height"] / 56})
     hl = page.get_by_test_id("rf-highlight")
     expect(hl).to_be_visible()
+    page.screenshot(path=str(SHOTS / "explorer-resnet18.png"))
     y0 = layer["start"][0] + y * layer["jump"][0] - (layer["rf"][0] - 1) / 2
     assert float(hl.get_attribute("data-y0")) == pytest.approx(max(0, y0))
 
@@ -192,3 +206,44 @@ def test_a_folder_run_samples_its_test_images_with_their_labels(opened, tmp_path
     page.get_by_test_id("sample-0").click()
     page.wait_for_function("document.body.dataset.pending === '0'")
     expect(page.get_by_test_id("first-guess")).to_have_text(page.locator(".bar.best .lab").inner_text())
+
+
+def test_why_this_class_overlays_gradcam_for_each_guess(opened, tmp_path):
+    from convscope.web import create_app
+
+    app = create_app(_colour_run(tmp_path))
+    page = opened(app)
+    img = np.zeros((32, 32, 3), np.uint8)
+    img[4:14, 4:14, 0] = 250
+    _upload(page, _png(img), "corner.png", "image/png")
+    page.get_by_test_id("gradcam-first").click()
+    overlay = page.get_by_test_id("gradcam-overlay")
+    expect(overlay).to_be_visible(timeout=30000)
+    assert overlay.get_attribute("data-label") == page.get_by_test_id("first-guess").inner_text()
+    page.get_by_test_id("gradcam-second").click()
+    expect(overlay).to_have_attribute("data-label", page.get_by_test_id("second-guess").inner_text(), timeout=30000)
+    page.get_by_test_id("gradcam-second").click()
+    expect(overlay).to_be_hidden()
+
+
+def test_inception_branches_sit_side_by_side_and_meet_in_their_concat(opened):
+    """inception_v4's first Inception-A block: four branches in one row, each with the layers
+    that lead to one input of the block's concatenation (the graph of /api/model)."""
+    from convscope.web import create_app
+
+    app = create_app(model="inception_v4")
+    layers = {layer["name"]: layer for layer in app.state.explorer.describe()["layers"]}
+    page = opened(app)
+    join = next(n for n, layer in layers.items() if n.startswith("inception_a.0") and layer["kind"] == "concat")
+    row = page.locator(f'.gbranches[data-join="{join}"]')
+    expect(row).to_have_count(1)
+    cols = row.locator(".gbranch")
+    assert cols.count() == len(layers[join]["inputs"]) == 4
+    row.scroll_into_view_if_needed()
+    tops = [cols.nth(i).bounding_box()["y"] for i in range(4)]
+    assert max(tops) - min(tops) < 2  # side by side
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.get_by_test_id("graph").screenshot(path=str(SHOTS / "explorer-inception-graph.png"))
+    for k, start in enumerate(layers[join]["inputs"]):  # each column ends with the layer the concat reads
+        last = cols.nth(k).locator(".gnode").last
+        assert last.get_attribute("data-testid") == f"graph-node-{start}"

@@ -224,3 +224,100 @@ def test_a_finger_draws_too(page):
     }""")
     page.wait_for_function("document.body.dataset.pending === '0'", timeout=10000)
     expect(page.get_by_test_id("first-guess")).to_have_text("1")
+
+
+def test_before_anything_is_fed_there_is_no_unit_to_pin(page):
+    """Layers say they are shown once an image is fed; nothing can be pinned before that."""
+    for name in ("conv1", "output"):
+        layer = page.get_by_test_id(f"layer-{name}")
+        expect(layer).to_contain_text("shown once an image is fed")
+        assert layer.locator("canvas.map, .cell").count() == 0
+    page.get_by_test_id("layer-conv1").click()
+    assert page.evaluate("() => CS.net.pinned") is None
+
+
+def test_a_pinned_unit_says_so_and_hover_leaves_it_and_its_box_alone(page):
+    draw(page, [(140, 40), (140, 240)])
+    maps = page.get_by_test_id("layer-conv1").locator("canvas.map")
+    box = maps.nth(0).bounding_box()
+    maps.nth(0).click(position={"x": 3.5 * box["width"] / 28, "y": 3.5 * box["height"] / 28})
+    expect(page.get_by_test_id("computation")).to_contain_text("pinned")
+    hl = page.get_by_test_id("rf-highlight")
+    pinned_box = [hl.get_attribute(f"data-{k}") for k in ("y0", "x0", "y1", "x1")]
+    maps.nth(1).hover(position={"x": 20.5 * box["width"] / 28, "y": 20.5 * box["height"] / 28})
+    assert [hl.get_attribute(f"data-{k}") for k in ("y0", "x0", "y1", "x1")] == pinned_box
+    expect(page.get_by_test_id("computation")).to_be_visible()
+    page.get_by_test_id("unpin").click()
+    maps.nth(1).hover(position={"x": 20.5 * box["width"] / 28, "y": 20.5 * box["height"] / 28})
+    assert hl.get_attribute("data-y0") == "18"
+
+
+def test_the_panel_keeps_its_height_so_the_layers_do_not_jump(page):
+    """Hovering units of layers with different panels (a kernel of 6 slices, a pool's one
+    line) must not move the layers under a still page."""
+    draw(page, [(140, 40), (140, 240)])
+    conv2 = page.get_by_test_id("layer-conv2")
+    conv2.locator("canvas.map").first.hover()  # scrolls once, so that conv2 is in view
+    tops = [conv2.bounding_box()["y"]]
+    for name, i in (("pool2", 0), ("conv2", 5), ("pool1", 2), ("conv2", 1)):
+        box = page.get_by_test_id(f"layer-{name}").locator("canvas.map").nth(i).bounding_box()
+        if not 0 < box["y"] + box["height"] / 2 < 900:
+            continue  # off screen: moving there would scroll
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.wait_for_timeout(50)
+        tops.append(conv2.bounding_box()["y"])
+    assert len(tops) >= 3 and max(tops) - min(tops) < 1, tops
+    assert "kernel" in page.get_by_test_id("inspect").inner_text() or "pool" in page.get_by_test_id("inspect").inner_text()
+
+
+def test_clicking_an_output_unit_explains_its_logit_and_softmax(page):
+    draw(page, [(140, 40), (140, 240)])
+    expect(page.get_by_test_id("first-guess")).to_have_text("1")
+    page.get_by_test_id("layer-output").locator(".cell").nth(1).click()
+    comp = page.get_by_test_id("computation")
+    expect(comp).to_contain_text("softmax")
+    p1 = float(page.get_by_test_id("prob-bar-1").get_attribute("data-probability"))
+    assert float(comp.get_attribute("data-probability")) == pytest.approx(p1, abs=0.02)
+    # the logit, from the weights written out, is the network's own (8-bit layers in between)
+    logit = page.evaluate("() => CS.net.acts.output.value(0, 1)")
+    span = page.evaluate("() => CS.net.acts.output.layer.map_max[0] - CS.net.acts.output.layer.map_min[0]")
+    assert float(comp.get_attribute("data-z")) == pytest.approx(logit, abs=0.05 * max(1.0, span))
+
+
+def test_units_are_reachable_with_the_keyboard(page):
+    draw(page, [(140, 40), (140, 240)])
+    first = page.get_by_test_id("layer-conv1").locator("canvas.map").first
+    first.focus()
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowDown")
+    expect(page.get_by_test_id("inspect")).to_contain_text("unit (1, 1)")
+    page.keyboard.press("Enter")
+    expect(page.get_by_test_id("computation")).to_contain_text("unit (1, 1)")
+
+
+@pytest.mark.parametrize("field, value, words", [("s", "0", "at least 1"), ("p", "-1", "at least 0"),
+                                                 ("n", "600", "at most 512"), ("f", "2.5", "whole number")])
+def test_the_arithmetic_tab_marks_bad_fields_instead_of_replacing_them(page, field, value, words):
+    page.get_by_test_id("tab-arith").click()
+    box = page.get_by_test_id(f"arith-{field}")
+    box.fill(value)
+    assert box.input_value() == value  # what was typed stays
+    assert box.get_attribute("aria-invalid") == "true"
+    assert words in page.get_by_test_id("arith-result").inner_text()
+
+
+def test_the_arithmetic_tab_counts_in_words(page):
+    page.get_by_test_id("tab-arith").click()
+    for key, v in zip("npfs", (3, 0, 3, 1)):
+        page.get_by_test_id(f"arith-{key}").fill(str(v))
+    assert "fits 1 time along" in page.get_by_test_id("arith-why").inner_text()
+    for key, v in zip("npfs", (5, 0, 3, 3)):
+        page.get_by_test_id(f"arith-{key}").fill(str(v))
+    assert "after 0 steps" in page.get_by_test_id("arith-why").inner_text() or \
+        "after 1 step " in page.get_by_test_id("arith-why").inner_text()
+
+
+def test_a_dot_is_flagged_as_untrustworthy(page):
+    draw(page, [(140, 140), (142, 141)])
+    expect(page.get_by_test_id("trust")).to_be_visible()
+    expect(page.get_by_test_id("trust")).to_contain_text("tiny")

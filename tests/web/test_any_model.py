@@ -169,3 +169,101 @@ def _pil(arr):
     from PIL import Image
 
     return Image.fromarray(arr)
+
+
+def test_gradcam_for_the_first_and_second_guess_is_the_saliency_modules(explorers):
+    """The route's heat map is analysis.saliency's Grad-CAM for the guess asked for."""
+    from fastapi.testclient import TestClient
+
+    from convscope.analysis.saliency import saliency_map
+    from convscope.web import create_app
+
+    e = explorers("convnet_small")
+    with TestClient(create_app(explorer=e)) as c:
+        img = np.random.default_rng(2).random((32, 32)).astype(np.float32)
+        body = c.post("/api/predict", json={"image": img.tolist(), "preprocess": False}).json()
+        for rank in (0, 1):
+            cam = c.get("/api/gradcam", params={"input": body["input_id"], "rank": rank}).json()
+            assert cam["target"] == body["top"][rank]["index"] and cam["label"] == body["top"][rank]["label"]
+            x = e.prepare(img, preprocess=False)
+            want, _, layer = saliency_map(e.model, x, method="gradcam", target=cam["target"])
+            got = np.frombuffer(base64.b64decode(cam["data"]), np.uint8).reshape(cam["shape"]) / 255
+            assert cam["layer"] == layer
+            np.testing.assert_allclose(got, want, atol=1 / 255)
+        assert c.get("/api/gradcam", params={"rank": 2}).status_code == 422
+        assert c.get("/api/gradcam", params={"input": 10**6}).status_code == 410
+
+
+def test_capture_graph_keeps_what_a_node_computed_before_an_in_place_relu():
+    """conv -> ReLU(inplace=True), conv's output also read by an addition: the value kept for
+    the conv is its own (negative values included), checked against torch by hand."""
+    import torch.nn as nn
+
+    from convscope.capture import capture_graph
+    from convscope.web.graph import trace
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 3, padding=1)
+            self.act = nn.ReLU(inplace=True)
+
+        def forward(self, x):
+            y = self.conv(x)
+            z = y * 2
+            return self.act(y) + z
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    x = torch.randn(1, 1, 6, 6)
+    out, values = capture_graph(trace(net), x)
+    want = F_conv(net, x)
+    torch.testing.assert_close(values["conv"], want)
+    assert (values["conv"] < 0).any()
+    torch.testing.assert_close(out, torch.relu(want) + 2 * want)
+
+
+def F_conv(net, x):
+    return torch.nn.functional.conv2d(x, net.conv.weight, net.conv.bias, padding=1).detach()
+
+
+def test_a_model_fx_cannot_trace_is_shown_as_its_chain_and_says_so():
+    """Control flow on a tensor's value defeats torch.fx: the layers come in the order they
+    ran (none dropped), their values are the hooks' own, and the description says why."""
+    import torch.nn as nn
+    from fastapi.testclient import TestClient
+
+    from convscope.web import Explorer, create_app
+
+    class Moody(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3)
+            self.pool = nn.MaxPool2d(2)
+            self.fc = nn.Linear(4 * 13 * 13, 3)
+
+        def forward(self, x):
+            x = self.pool(torch.relu(self.conv(x)))
+            if x.mean() > 0:  # data-dependent: fx cannot trace this
+                x = x * 1.0
+            return self.fc(x.flatten(1))
+
+    torch.manual_seed(0)
+    model = Moody().eval()
+    e = Explorer(model, {"classes": ["a", "b", "c"], "input_size": [1, 28, 28],
+                         "preprocessing": {"kind": "resize", "size": [28, 28], "channels": 1}})
+    info = e.describe()
+    assert info["graph"] == "chain" and "torch.fx could not trace" in info["graph_note"]
+    assert [layer["name"] for layer in info["layers"]] == ["input", "conv", "pool", "fc"]
+    with TestClient(create_app(explorer=e)) as c:
+        img = np.random.default_rng(0).random((28, 28))
+        body = c.post("/api/predict", json={"image": img.tolist()}).json()
+    x = e.prepare(img.astype(np.float32))
+    with torch.no_grad():
+        want = torch.softmax(model(x).double(), 1)[0].numpy()
+    np.testing.assert_allclose(body["probabilities"], want, rtol=1e-6)
+    pool = next(layer for layer in body["layers"] if layer["name"] == "pool")
+    with torch.no_grad():
+        ref = model.pool(torch.relu(model.conv(x)))[0].numpy()
+    span = (ref.reshape(4, -1).max(1) - ref.reshape(4, -1).min(1)).max()
+    np.testing.assert_allclose(decode_maps(pool), ref, atol=span / 510 + 1e-6)

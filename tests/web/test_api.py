@@ -252,3 +252,20 @@ def test_optional_parts_are_mounted_when_present(tmp_path, monkeypatch, random_e
         assert c.get("/api/units/ping").json() == {"model": "lenet5"}
         assert '<script src="/static/units.js"></script>' in c.get("/").text
         assert "train.js" not in c.get("/").text
+
+
+@pytest.mark.parametrize("shape, words", [("dot", "tiny"), ("flat", "flat"), ("digit", None)])
+def test_answers_not_to_trust_are_flagged(client, shape, words):
+    img = np.zeros((280, 280), np.float32)
+    if shape == "dot":
+        img[130:150, 130:150] = 1
+    elif shape == "flat":
+        img[135:150, 40:240] = 1
+    else:
+        img[40:240, 130:150] = 1
+        img[40:60, 90:150] = 1
+    warnings = client.post("/api/predict", json={"image": img.tolist()}).json()["warnings"]
+    if words:
+        assert any(words in w for w in warnings), warnings
+    else:
+        assert not any("tiny" in w or "flat" in w or "ink" in w for w in warnings), warnings

@@ -11,6 +11,7 @@
     GET  /api/layer    ?name=L[&input=ID&offset=0&limit=64&sort=index|strength]
     GET  /api/weights  ?name=L&unit=i: one unit's kernel / row / batch-norm channel
     GET  /api/samples  ?offset=0&limit=24[&wrong=1]: the run's test images, true labels
+    GET  /api/gradcam  ?input=ID&rank=0|1: Grad-CAM heat map for the first / second guess
 
 Bad input answers 4xx with {"detail": message}; the body is capped at 16 MiB
 both by its Content-Length and by counting the bytes as they stream in, so a
@@ -41,6 +42,10 @@ def _json(obj: Any, status: int = 200) -> Response:
     # 28x28 lists and costs more than the whole forward pass.
     return Response(json.dumps(obj, separators=(",", ":")), status_code=status,
                     media_type="application/json")
+
+
+def _raw_json(text: str) -> Response:
+    return Response(text, media_type="application/json")
 
 
 def _error(exc: InputError) -> Response:
@@ -151,11 +156,11 @@ def create_app(run_dir: str | Path | None = None, *, explorer: Explorer | None =
                 index = obj["sample"]
                 if isinstance(index, bool) or not isinstance(index, int):
                     raise InputError('"sample" must be the index of a sample (GET /api/samples lists them)')
-                return _json(await call(explorer.predict_sample, index))
+                return _raw_json(await call(explorer.predict_sample_json, index))
             if batcher is not None:  # requests that arrive together share one forward (web/batching.py)
-                return _json(await batcher.submit(obj))
+                return _raw_json(await batcher.submit(obj))
             image, preprocess = image_from_request(obj)
-            return _json(await call(explorer.predict, image, preprocess=preprocess))
+            return _raw_json(await call(explorer.predict_json, image, preprocess=preprocess))
         except InputError as exc:
             return _error(exc)
         except Overloaded as exc:
@@ -186,6 +191,16 @@ def create_app(run_dir: str | Path | None = None, *, explorer: Explorer | None =
         except InputError as exc:
             return _error(exc)
 
+    @app.get("/api/gradcam")
+    async def gradcam(request: Request) -> Response:
+        """Why this class: Grad-CAM for the first (?rank=0) or second (?rank=1) guess of ?input=ID."""
+        try:
+            out = await run_in_threadpool(explorer.gradcam, input_id=_int(request, "input", None),
+                                          rank=_int(request, "rank", 0))
+            return _json(out)
+        except InputError as exc:
+            return _error(exc)
+
     @app.get("/api/samples")
     async def samples(request: Request) -> Response:
         """Images of the run's test split with their true labels: ?offset=&limit=&wrong=1."""
@@ -208,7 +223,7 @@ def create_app(run_dir: str | Path | None = None, *, explorer: Explorer | None =
     @app.exception_handler(404)
     async def not_found(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": f"nothing at {request.url.path}; the API is /api/health, /api/model, "
-                                       "POST /api/predict, /api/layer, /api/weights and /api/samples"},
+                                       "POST /api/predict, /api/layer, /api/weights, /api/samples and /api/gradcam"},
                             status_code=404)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -235,7 +250,7 @@ def predict_batcher(explorer: Explorer, *, max_batch: int = 32, max_wait_s: floa
             except InputError as exc:
                 requests.append(exc)
         good = [i for i, r in enumerate(requests) if not isinstance(r, InputError)]
-        answers = explorer.predict_many([requests[i] for i in good]) if good else []
+        answers = explorer.predict_json_many([requests[i] for i in good]) if good else []
         for i, ans in zip(good, answers):
             requests[i] = ans
         return requests

@@ -145,6 +145,7 @@ def decode_image(raw: bytes, formats: list[str], key: str, *, min_side: int = 1)
     w, h = im.size
     if key == "png" and max(w, h) > MAX_SIDE:
         _check_size(h, w)
+    _shared_limit(w, h)
     if w * h > MAX_FILE_PIXELS:
         raise InputError(f"the image is {w}x{h} = {w * h:,} pixels; send one of at most {MAX_FILE_PIXELS:,} "
                          "(scale it down first)", 413)
@@ -162,6 +163,18 @@ def decode_image(raw: bytes, formats: list[str], key: str, *, min_side: int = 1)
         raise InputError(f'"{key}" could not be decoded ({type(exc).__name__}); send a complete image file', 400) from None
     im.info["frames"] = frames
     return im
+
+
+def _shared_limit(w: int, h: int) -> None:
+    """convscope.limits' one pixel limit for every image decoder, where it exists."""
+    try:
+        from convscope.limits import check_image_size
+    except ImportError:  # an older tree without the shared table: MAX_FILE_PIXELS below
+        return
+    try:
+        check_image_size(w, h, "the image")
+    except ValueError as exc:
+        raise InputError(str(exc), 413) from None
 
 
 def _eight_bit(im):
@@ -197,6 +210,8 @@ def encode_maps(name: str, act: np.ndarray, *, maps: np.ndarray | None = None) -
     picked = full if maps is None else full[np.asarray(maps, dtype=np.intp)]
     lo = picked.min(axis=1, keepdims=True) if picked.size else np.zeros((0, 1), np.float32)
     hi = picked.max(axis=1, keepdims=True) if picked.size else np.zeros((0, 1), np.float32)
+    whole_lo = float(lo.min()) if maps is None and lo.size else float(a.min())
+    whole_hi = float(hi.max()) if maps is None and hi.size else float(a.max())
     span = np.where(hi > lo, hi - lo, 1.0)
     q = np.rint((picked - lo) / span * 255.0).astype(np.uint8)
     shape = list(a.shape)
@@ -206,8 +221,8 @@ def encode_maps(name: str, act: np.ndarray, *, maps: np.ndarray | None = None) -
         "full_shape": shape,
         "total_maps": int(full.shape[0]) if a.ndim == 3 else 1,
         "maps": [int(m) for m in (range(full.shape[0]) if maps is None else maps)] if a.ndim == 3 else [0],
-        "min": float(a.min()),
-        "max": float(a.max()),
+        "min": whole_lo,
+        "max": whole_hi,
         "map_min": [float(v) for v in lo[:, 0]],
         "map_max": [float(v) for v in hi[:, 0]],
         "bytes": int(q.size),

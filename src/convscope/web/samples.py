@@ -63,8 +63,8 @@ class Samples:
         if wrong:
             pred = self._predictions()
             indices = np.flatnonzero(pred != self.labels[:len(pred)].numpy())
-        else:
-            indices = np.arange(len(self.labels))
+        else:  # a fixed shuffle, so a page mixes the classes (test splits are often sorted by class)
+            indices = np.random.default_rng(0).permutation(len(self.labels))
         chosen = indices[offset:offset + limit].tolist()
         pred = self._predictions() if wrong else None
         items = []

@@ -117,12 +117,47 @@
     if (item) sendFile(item.getAsFile());
   });
 
+  // ---- why this class: Grad-CAM over the input ----------------------------------
+  let camRank = null;
+  async function showCam(rank) {
+    const overlay = CS.net.views.input.cam;
+    const buttons = [$("gradcam-first"), $("gradcam-second")];
+    if (rank === null || !CS.net.response) {
+      camRank = null; overlay.hidden = true; $("gradcam-note").textContent = "";
+      buttons.forEach((b) => b.setAttribute("aria-pressed", "false"));
+      return;
+    }
+    camRank = rank;
+    buttons.forEach((b, i) => b.setAttribute("aria-pressed", String(i === rank)));
+    $("gradcam-note").textContent = "computing…";
+    try {
+      const cam = await CS.engine.gradcam({ input: CS.net.response.input_id, rank });
+      const [h, w] = cam.shape;
+      const bin = atob(cam.data);
+      const heat = CS.el("canvas", { width: w, height: h });
+      const ctx = heat.getContext("2d");
+      const img = ctx.createImageData(w, h);
+      for (let i = 0; i < w * h; i++) {
+        const v = bin.charCodeAt(i);
+        img.data[i * 4] = 255; img.data[i * 4 + 1] = Math.round(160 * (1 - v / 255)); img.data[i * 4 + 2] = 0;
+        img.data[i * 4 + 3] = Math.round(v * 0.7);
+      }
+      ctx.putImageData(img, 0, 0);
+      overlay.src = heat.toDataURL("image/png");
+      overlay.hidden = false;
+      overlay.dataset.label = cam.label;
+      $("gradcam-note").textContent = `Grad-CAM for “${cam.label}” at ${cam.layer}: orange where the evidence for it is (see the input layer)`;
+    } catch (err) { $("gradcam-note").textContent = err.message; }
+  }
+  $("gradcam-first").addEventListener("click", () => showCam(camRank === 0 ? null : 0));
+  $("gradcam-second").addEventListener("click", () => showCam(camRank === 1 ? null : 1));
+
   // ---- samples from the run's test split ------------------------------------
   async function loadSamples() {
     const box = $("samples");
     const wrong = $("samples-wrong").checked;
     try {
-      const page = await CS.engine.samples({ limit: 24, wrong: wrong ? 1 : 0 });
+      const page = await CS.engine.samples({ limit: 15, wrong: wrong ? 1 : 0 });
       box.replaceChildren(...page.samples.map((s, i) => {
         const b = CS.el("button", { type: "button", class: "sample", "data-testid": `sample-${i}`,
           title: `test image ${s.index}: ${s.label}` + (s.predicted_label ? `, read as ${s.predicted_label}` : "") },
@@ -165,6 +200,7 @@
     });
     CS.net.update(body);
     scaleText();
+    if (camRank !== null) showCam(camRank);
     const inp = CS.net.views.input.canvases[0];
     const fed = $("fed");
     fed.width = inp.width; fed.height = inp.height;
@@ -224,7 +260,7 @@
         : `fed to the network: the whole image resized to ${h}×${w}` + (c === 3 ? " (RGB)" : "");
       const n = model.layers.filter((l) => l.kind !== "input").length;
       const rand = model.random_weights ? " · RANDOM WEIGHTS: untrained, its answers mean nothing" : "";
-      $("model-info").textContent = `${model.model} · ${model.dataset || model.origin || "?"} · ${c}×${h}×${w} · ${n} layers${rand}`;
+      $("model-info").textContent = `${model.model} · ${model.dataset || (model.random_weights ? "no run" : model.origin) || "?"} · ${c}×${h}×${w} · ${n} layers${rand}`;
       $("model-info").classList.toggle("random", !!model.random_weights);
       if (model.graph_note) $("graph-note").textContent = model.graph_note;
       document.body.dataset.ready = "1";

@@ -1,6 +1,6 @@
 // The one door to the network: every request the page makes goes through here.
 // Server mode talks to the explorer's /api routes; an in-browser engine (ONNX Runtime Web)
-// can replace window.CS.engine with the same five functions.
+// can replace window.CS.engine with the same functions.
 "use strict";
 
 (function () {
@@ -27,5 +27,7 @@
     layer: (name, opts = {}) => call(`/api/layer?${query({ name, ...opts })}`),
     weights: (name, unit) => call(`/api/weights?${query({ name, unit })}`),
     samples: (opts = {}) => call(`/api/samples?${query(opts)}`),
+    // Grad-CAM of the first (rank 0) or second (rank 1) guess: {label, layer, shape: [H, W], data: base64 uint8}
+    gradcam: (opts = {}) => call(`/api/gradcam?${query(opts)}`),
   };
 })();

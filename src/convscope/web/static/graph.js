@@ -20,7 +20,9 @@
     const b = CS.el("button", { type: "button", class: `gnode kind-${l.kind}`, "data-testid": `graph-node-${l.name}`,
       title: `${l.name}: ${CS.net.geometryText(l)}` });
     const label = l.kind === "add" ? "＋ add" : l.kind === "concat" ? "⧉ concat" : l.kind + (l.activation ? `+${l.activation}` : "");
-    b.append(CS.el("span", { class: "gname", text: l.name.split(".").at(-1) }), CS.el("span", { class: "gkind", text: label }),
+    const parts = l.name.split(".");
+    const short_ = ["conv", "bn", "act", "add", "concat"].includes(parts.at(-1)) && parts.length > 1 ? parts.slice(-2).join(".") : parts.at(-1);
+    b.append(CS.el("span", { class: "gname", text: short_ }), CS.el("span", { class: "gkind", text: label }),
       CS.el("span", { class: "gshape", text: l.shape.join("×") }),
       CS.el("span", { class: "gcost", text: `${short(l.params || 0)}p · ${l.macs == null ? "?" : short(l.macs)} MACs · RF ${rf}` }));
     if (edges) b.prepend(CS.el("span", { class: "gedge", text: `← ${edges}` }));
@@ -45,21 +47,60 @@
     };
     for (const l of model.layers) scopeNode(groupOf(l)).items.push({ layer: l });
     const openAll = model.layers.length <= 80;
-    const render = (t, depth) => {
-      const joins = t.items.some((it) => it.layer && (it.layer.kind === "concat" || it.layer.kind === "add"));
-      const scopes = t.items.filter((it) => it.scope).length;
+    const layersIn = (t) => t.items.flatMap((it) => (it.layer ? [it.layer] : layersIn(it.scope)));
+
+    // A block whose own join (concat / add) reads two or more branches made inside it: each
+    // branch is the chain of its layers, walked back from the join's input; they sit side by side.
+    function branchesOf(t) {
+      const joins = t.items.filter((it) => it.layer && (it.layer.kind === "concat" || it.layer.kind === "add") && it.layer.inputs.length >= 2);
+      if (!joins.length) return null;
+      const join = joins.reduce((a, b) => (b.layer.inputs.length > a.layer.inputs.length ? b : a)).layer;
+      const inside = new Set(layersIn(t).map((l) => l.name));
+      const owner = {};
+      const branches = join.inputs.map((start, k) => {
+        const seen = new Set();
+        const stack = inside.has(start) ? [start] : [];
+        while (stack.length) {
+          const n = stack.pop();
+          if (seen.has(n) || n === join.name) continue;
+          seen.add(n);
+          for (const i of byName[n].inputs) if (inside.has(i)) stack.push(i);
+        }
+        for (const n of seen) owner[n] = owner[n] === undefined ? k : -1;  // -1: shared by branches
+        return { start, seen };
+      });
+      if (branches.filter((b) => b.seen.size).length < 2 && join.kind === "concat") return null;
+      return { join, branches, owner };
+    }
+
+    function renderBranches(t, info, depth) {
       const box = CS.el("div", { class: "gitems" });
-      let row = null;
+      const cols = info.branches.map((b, k) => {
+        const col = CS.el("div", { class: "gbranch", "data-branch": String(k) },
+          CS.el("div", { class: "gbranch-head", text: b.seen.size ? `branch ${k + 1}` : `shortcut: ${b.start}` }));
+        return col;
+      });
+      const row = CS.el("div", { class: "gbranches", "data-join": info.join.name }, ...cols);
+      let placed = false;
+      for (const l of layersIn(t)) {
+        const k = info.owner[l.name];
+        if (k !== undefined && k >= 0) { cols[k].append(node(l, byName)); if (!placed) { box.append(row); placed = true; } continue; }
+        if (l === info.join && !placed) { box.append(row); placed = true; }
+        box.append(node(l, byName));
+      }
+      return box;
+    }
+
+    const render = (t, depth) => {
+      const info = depth > 0 ? branchesOf(t) : null;
+      if (info) return renderBranches(t, info, depth);
+      const box = CS.el("div", { class: "gitems" });
       for (const it of t.items) {
-        if (it.layer) { row = null; box.append(node(it.layer, byName)); continue; }
+        if (it.layer) { box.append(node(it.layer, byName)); continue; }
         const sub = CS.el("details", { class: "gscope", "data-scope": it.scope.path });
         if (openAll || depth < 1) sub.open = true;
         sub.append(CS.el("summary", { text: it.scope.path.split(".").at(-1) }), render(it.scope, depth + 1));
-        // branches that meet in an addition or a concatenation sit side by side
-        if (joins && scopes >= 2) {
-          if (!row) { row = CS.el("div", { class: "gbranches" }); box.append(row); }
-          row.append(sub);
-        } else { row = null; box.append(sub); }
+        box.append(sub);
       }
       return box;
     };

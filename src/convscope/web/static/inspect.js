@@ -157,6 +157,11 @@
     addUnpin(out);
   };
 
+  ins.nothingYet = function () {
+    panel().replaceChildren(CS.el("p", { class: "hint", "data-testid": "nothing-yet",
+      text: "Nothing has been fed to the network yet: draw, upload or pick a sample first, then click a unit." }));
+  };
+
   function addUnpin(out) {
     const close = CS.el("button", { type: "button", text: "unpin", "data-testid": "unpin" });
     close.addEventListener("click", () => { CS.net.pinned = null; CS.net.highlight(null); panel().replaceChildren(CS.el("p", { class: "hint", text: "Hover a unit, or click one to pin its computation here." })); });

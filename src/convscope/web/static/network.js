@@ -40,7 +40,8 @@
     wrap.style.aspectRatio = `${w} / ${h}`;
     const canvas = CS.el("canvas", { width: w, height: h, class: "input-map" });
     const hl = CS.el("div", { class: "rf-highlight", "data-testid": "rf-highlight", hidden: "" });
-    wrap.append(canvas, hl);
+    const cam = CS.el("img", { class: "gradcam-overlay", "data-testid": "gradcam-overlay", alt: "Grad-CAM heat map", hidden: "" });
+    wrap.append(canvas, cam, hl);
     body.append(wrap);
     const channels = [];
     if (c === 3) {
@@ -50,7 +51,7 @@
         channels.push(cv);
       }
     }
-    return { canvases: [canvas], channels, highlight: hl, wrap };
+    return { canvases: [canvas], channels, highlight: hl, wrap, cam };
   }
 
   function buildMaps(view) {
@@ -94,7 +95,11 @@
       if (out) cell.textContent = label;
       cell.addEventListener("pointerenter", () => { if (!net.pinned) CS.inspect.fc(l, i); });
       cell.addEventListener("focus", () => { if (!net.pinned) CS.inspect.fc(l, i); });
-      const click = () => { net.pinned = [l, "fc", i]; CS.inspect.explainFc(l, i); };
+      const click = () => {
+        if (!net.response) { CS.inspect.nothingYet(); return; }
+        net.pinned = [l, "fc", i];
+        CS.inspect.explainFc(l, i);
+      };
       cell.addEventListener("click", click);
       cell.addEventListener("keydown", (ev) => { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); click(); } });
       grid.append(cell);
@@ -273,12 +278,19 @@
     const at = { y: 0, x: 0 };
     const hover = (y, x) => {
       at.y = y; at.x = x;
+      if (net.pinned) return;  // the panel and the box stay on the pinned unit until "unpin"
       highlight(net.window(l, y, x));
-      if (!net.pinned) CS.inspect.hover(l, m, y, x);
+      CS.inspect.hover(l, m, y, x);
     };
-    const pin = (y, x) => { net.pinned = [l, m, y, x]; highlight(net.window(l, y, x)); CS.inspect.explain(l, m, y, x); };
+    const pin = (y, x) => {
+      if (!net.response) { CS.inspect.nothingYet(); return; }  // nothing computed yet: nothing to pin
+      net.pinned = [l, m, y, x];
+      highlight(net.window(l, y, x));
+      CS.inspect.explain(l, m, y, x);
+    };
     canvas.addEventListener("pointermove", (ev) => hover(...unitAt(canvas, ev)));
     canvas.addEventListener("pointerleave", () => { if (!net.pinned) highlight(null); });
+    canvas.addEventListener("blur", () => { if (!net.pinned) highlight(null); });
     canvas.addEventListener("click", (ev) => pin(...unitAt(canvas, ev)));
     canvas.addEventListener("focus", () => hover(at.y, at.x));
     canvas.addEventListener("keydown", (ev) => {
