@@ -267,7 +267,7 @@ def batching_comparison(run: Path, seconds: float, rounds: int = 2) -> dict:
 
 def in_process_batch_cpu(run: Path, batch: int = 16, rounds: int = 10) -> dict:
     """CPU time per answer without HTTP (process_time: a busy machine barely inflates it):
-    `Explorer.predict` one image at a time, against `predict_many` on batches of `batch`."""
+    `Explorer.predict` one image at a time, against `predict_json_many` on batches of `batch`."""
     import torch
 
     from convscope.web.encoding import image_from_png
@@ -278,7 +278,7 @@ def in_process_batch_cpu(run: Path, batch: int = 16, rounds: int = 10) -> dict:
               for line in classroom_drawings(batch)]
     alone, batched = Explorer.from_run(run), Explorer.from_run(run)
     batched.min_rows = MIN_ROWS
-    alone.predict(images[0]), batched.predict_many([(images[0], True)])  # warm-up
+    alone.predict(images[0]), batched.predict_json_many([(images[0], True)])  # warm-up
 
     def cpu(fn) -> float:
         c0 = time.process_time()
@@ -287,7 +287,7 @@ def in_process_batch_cpu(run: Path, batch: int = 16, rounds: int = 10) -> dict:
         return (time.process_time() - c0) * 1000 / (rounds * batch)
 
     one = cpu(lambda: [alone.predict(img) for img in images])
-    many = cpu(lambda: batched.predict_many([(img, True) for img in images]))
+    many = cpu(lambda: batched.predict_json_many([(img, True) for img in images]))
     return {"batch": batch, "one_at_a_time_cpu_ms": round(one, 3), "batched_cpu_ms": round(many, 3),
             "ratio": round(one / many, 2)}
 

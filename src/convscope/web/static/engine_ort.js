@@ -114,7 +114,25 @@
     return out;
   }
 
-  function warnings(s, shown, probs, order) {
+  // Explorer._tiny_or_flat: a dot or a flat stroke, seen in the raw drawing (h, w) before centring
+  function tinyOrFlat(raw, H, W) {
+    let peak = 0;
+    for (const v of raw) if (v > peak) peak = v;
+    if (peak <= 0) return null;
+    const t = f32(0.3 * peak);
+    let r0 = H, r1 = -1, c0 = W, c1 = -1;
+    for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) {
+      if (raw[y * W + x] > t) { r0 = Math.min(r0, y); r1 = Math.max(r1, y); c0 = Math.min(c0, x); c1 = Math.max(c1, x); }
+    }
+    const h = r1 - r0 + 1, w = c1 - c0 + 1, side = Math.max(H, W);
+    if (Math.max(h, w) <= 0.12 * side) {
+      return `the drawing is tiny (${h}x${w} of ${H}x${W} pixels): centring blows a dot up into a blob, and the network's answer to a blob means little`;
+    }
+    if (h <= 0.15 * w) return "a flat stroke is not a digit MNIST has (its widest digits are still taller than this)";
+    return null;
+  }
+
+  function warnings(s, shown, probs, order, raw) {
     const out = [], pct = (p) => `${Math.round(p * 100)}%`;
     const p1 = probs[order[0]], p2 = order.length > 1 ? probs[order[1]] : 0;
     if (s.desc.random_weights) out.push("the network has random weights: its answers mean nothing");
@@ -125,6 +143,7 @@
       const ink = n / shown.length;
       if (ink === 0) out.push("the image is blank: there is nothing to recognise");
       else if (ink < 0.04) out.push(`very little ink (${pct(ink)} of the pixels; MNIST digits cover 10-25%): a dot or a thin stroke is not a digit, whatever the network says`);
+      else if (raw && tinyOrFlat(raw, s.desc.input_size[1], s.desc.input_size[2])) out.push(tinyOrFlat(raw, s.desc.input_size[1], s.desc.input_size[2]));
       else if (ink > 0.45) out.push(`a lot of ink (${pct(ink)} of the pixels; MNIST digits cover 10-25%): this does not look like one digit`);
     }
     if (order.length > 1 && p1 - p2 < 0.2) out.push(`the first two guesses are close (${pct(p1)} and ${pct(p2)})`);
@@ -170,7 +189,7 @@
       top: order.slice(0, 5).map((i) => ({ index: i, label: s.desc.classes[i], probability: probs[i] })),
       input_id: inputId, input, raw: raw ? grid(Float32Array.from(raw), H, W) : null,
       network_min: lo <= hi ? lo : 0, network_max: lo <= hi ? hi : 0,
-      layers, warnings: warnings(s, values.input.data, probs, order),
+      layers, warnings: warnings(s, values.input.data, probs, order, raw),
     };
   }
 
@@ -202,10 +221,9 @@
     if (kinds.length !== 1) fail('send exactly one of "image", "png" or "file"');
     const img = request.image !== undefined ? fromList(request.image) : await decode(request.png || request.file, { file: request.file !== undefined });
     const { x, shown } = CS.preprocess.prepare(img.gray, img.h, img.w, cfg, preprocess);
-    const raw = digits && preprocess ? CS.preprocess.prepare(img.gray, img.h, img.w, cfg, false).shown : null;
-    const out = await compute(s, x, shown, raw);
-    if (out.raw == null && raw == null && pre.kind === "digits") out.raw = out.input;
-    return out;
+    // the plain downsample beside the fed image (the fed image itself when not preprocessing)
+    const raw = digits ? (preprocess ? CS.preprocess.prepare(img.gray, img.h, img.w, cfg, false).shown : shown) : null;
+    return compute(s, x, shown, raw);
   }
 
   async function layer(name, opts = {}) {
