@@ -1,6 +1,8 @@
 """Explorer server benchmark: /api/predict latency and throughput on loopback, and robustness.
 
     .venv/bin/python benchmarks/serve.py [--run runs/demo] [--quick]
+    .venv/bin/python benchmarks/serve.py --batching     # today's server vs micro-batching, 16 clients
+    .venv/bin/python benchmarks/serve.py --classroom    # 200 students for 60 s, 10% malformed
 
 Starts `convscope serve` in a subprocess on a free loopback port (once per
 torch thread count) and drives it with asyncio HTTP/1.1 keep-alive clients
@@ -207,6 +209,194 @@ def fallback_run() -> Path:
     return save_run(Path(tempfile.mkdtemp(prefix="convscope-bench-")) / "run", create_model("lenet5"), cfg)
 
 
+# ---- batching and the classroom ----------------------------------------------------------
+# `--batching`: today's server (every request alone, max_batch=1) against the micro-batching
+# one (max_batch=32), alternated in one session, 16 clients each. `--classroom`: 200 simulated
+# students for 60 s against the batching server. Both on loopback, each phase bounded in time.
+
+LAUNCH = """
+import sys, torch, uvicorn
+from convscope.commands.serve import _bind
+from convscope.web import create_app
+torch.set_num_threads(1)
+app = create_app(sys.argv[1], max_batch=int(sys.argv[2]))
+sock = _bind("127.0.0.1", 0)
+print(f"http://127.0.0.1:{sock.getsockname()[1]}/", flush=True)
+uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False)).run(sockets=[sock])
+"""
+
+
+def start_app(run: Path, max_batch: int) -> tuple[subprocess.Popen, int]:
+    """The explorer app (one process, 1 torch thread) with the given batch limit, on a free port."""
+    proc = subprocess.Popen([sys.executable, "-c", LAUNCH, str(run), str(max_batch)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if "http://127.0.0.1:" in line:
+            return proc, int(line.split("http://127.0.0.1:")[1].split("/")[0])
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    raise RuntimeError("the explorer app did not start")
+
+
+def batching_comparison(run: Path, seconds: float, rounds: int = 2) -> dict:
+    """16 clients against max_batch=1 (today's server) and max_batch=32, alternated `rounds` times."""
+    keys = ("predictions_per_s", "median_ms", "p99_ms", "errors", "server_cpu_ms_per_request",
+            "server_cpu_share")
+    phases: dict[str, list[dict]] = {"unbatched": [], "batched": []}
+    for _ in range(rounds):
+        for label, max_batch in (("unbatched", 1), ("batched", 32)):
+            proc, port = start_app(run, max_batch)
+            try:
+                load_phase(port, 4, 1.0)  # warm-up
+                r = load_phase(port, 16, seconds, pid=proc.pid)
+                phases[label].append({k: r[k] for k in keys} | {"loadavg": round(os.getloadavg()[0], 1)})
+            finally:
+                proc.terminate()
+                proc.wait(10)
+    best = {k: max(v, key=lambda r: r["predictions_per_s"]) for k, v in phases.items()}
+    ratio = best["batched"]["predictions_per_s"] / best["unbatched"]["predictions_per_s"]
+    cpu = best["unbatched"]["server_cpu_ms_per_request"] / best["batched"]["server_cpu_ms_per_request"]
+    return {"clients": 16, "seconds_per_phase": seconds, "phases": phases,
+            "throughput_ratio_best": round(ratio, 2), "cpu_per_answer_ratio": round(cpu, 2),
+            "goals": {"at_least_2x": ratio >= 2, "p99_under_50ms": best["batched"]["p99_ms"] < 50,
+                      "no_errors": all(r["errors"] == 0 for v in phases.values() for r in v)}}
+
+
+def in_process_batch_cpu(run: Path, batch: int = 16, rounds: int = 10) -> dict:
+    """CPU time per answer without HTTP (process_time: a busy machine barely inflates it):
+    `Explorer.predict` one image at a time, against `predict_json_many` on batches of `batch`."""
+    import torch
+
+    from convscope.web.encoding import image_from_png
+    from convscope.web.inference import MIN_ROWS, Explorer
+
+    torch.set_num_threads(1)
+    images = [image_from_png(line.split(b"\r\n\r\n", 1)[1].decode().split('"')[3])
+              for line in classroom_drawings(batch)]
+    alone, batched = Explorer.from_run(run), Explorer.from_run(run)
+    batched.min_rows = MIN_ROWS
+    alone.predict(images[0]), batched.predict_json_many([(images[0], True)])  # warm-up
+
+    def cpu(fn) -> float:
+        c0 = time.process_time()
+        for _ in range(rounds):
+            fn()
+        return (time.process_time() - c0) * 1000 / (rounds * batch)
+
+    one = cpu(lambda: [alone.predict(img) for img in images])
+    many = cpu(lambda: batched.predict_json_many([(img, True) for img in images]))
+    return {"batch": batch, "one_at_a_time_cpu_ms": round(one, 3), "batched_cpu_ms": round(many, 3),
+            "ratio": round(one / many, 2)}
+
+
+def classroom_drawings(n: int = 24) -> list[bytes]:
+    """n different strokes (280x280 PNGs, as the page sends them), as whole HTTP requests."""
+    import random
+
+    from PIL import Image, ImageDraw
+
+    rng = random.Random(15)
+    out = []
+    for _ in range(n):
+        img = Image.new("L", (280, 280), 0)
+        pts = [(rng.randint(40, 240), rng.randint(30, 250)) for _ in range(rng.randint(2, 5))]
+        ImageDraw.Draw(img).line(pts, fill=255, width=22, joint="curve")
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+        out.append(request_bytes(json.dumps({"png": url}).encode()))
+    return out
+
+
+async def student(k: int, port: int, until: float, good: list[bytes], bad: list[bytes], malformed: float,
+                  period: float, lat: list[float], statuses: dict[int, int]) -> None:
+    """One student: draws a digit for 1.5-4 s (a drawing every `period` s, one request in flight,
+    like the page), pauses 1-3 s, draws the next; `malformed` of the requests are broken."""
+    import random
+
+    rng = random.Random(k)
+    conn = None
+    await asyncio.sleep(rng.uniform(0, min(2.0, until - time.perf_counter())))  # not all in the same ms
+    while time.perf_counter() < until:
+        stroke_ends = time.perf_counter() + rng.uniform(1.5, 4.0)
+        while time.perf_counter() < min(stroke_ends, until):
+            tick = time.perf_counter()
+            is_bad = rng.random() < malformed
+            payload = rng.choice(bad) if is_bad else rng.choice(good)
+            try:
+                status, conn = await asyncio.wait_for(one_request(conn, payload, port), 10)
+            except (ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError, OSError):
+                status = -1  # a hang-up (after a 413 the server may close), a refusal or a timeout
+                if conn is not None:
+                    conn[1].close()
+                conn = None
+            if not is_bad:
+                lat.append(time.perf_counter() - tick)
+            statuses[status] = statuses.get(status, 0) + 1
+            await asyncio.sleep(max(0.0, period - (time.perf_counter() - tick)))
+        await asyncio.sleep(min(rng.uniform(1.0, 3.0), max(0.0, until - time.perf_counter())))
+    if conn is not None:
+        conn[1].close()
+
+
+def classroom(run: Path, students: int = 200, seconds: float = 60.0, malformed: float = 0.10,
+              period: float = 0.3) -> dict:
+    """`students` simulated students for `seconds` against one batching server (1 thread)."""
+    if not 1 <= students <= 2000 or not 1 <= seconds <= 600:
+        raise SystemExit("classroom: 1-2000 students for 1-600 s")
+    good, bad = classroom_drawings(), [request_bytes(b) for b in malformed_bodies()]
+    proc, port = start_app(run, 32)
+    lat: list[float] = []
+    statuses: dict[int, int] = {}
+    try:
+        load_phase(port, 4, 1.0)  # warm-up
+        rss0, cpu0 = rss_mb(proc.pid), cpu_seconds(proc.pid)
+
+        rss_trace: list[float] = []
+
+        async def watch(until: float) -> None:  # the server's memory every 10 s: a plateau or a leak
+            while time.perf_counter() < until:
+                rss_trace.append(round(rss_mb(proc.pid), 1))
+                await asyncio.sleep(10)
+
+        async def everyone() -> None:
+            until = time.perf_counter() + seconds
+            await asyncio.gather(watch(until), *(student(k, port, until, good, bad, malformed, period, lat, statuses)
+                                                 for k in range(students)))
+
+        t0 = time.perf_counter()
+        asyncio.run(everyone())
+        wall = time.perf_counter() - t0
+        cpu, rss1 = cpu_seconds(proc.pid) - cpu0, rss_mb(proc.pid)
+        peak = _vm_hwm_mb(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    ms = sorted(x * 1000 for x in lat)
+    q = lambda p: round(ms[min(len(ms) - 1, int(p * len(ms)))], 1) if ms else None  # noqa: E731
+    answered = sum(v for k, v in statuses.items() if 200 <= k < 500)
+    errors = sum(v for k, v in statuses.items() if k >= 500 or k < 0)
+    return {"students": students, "seconds": round(wall, 1), "period_s": period, "malformed_share": malformed,
+            "requests": sum(statuses.values()), "answers_per_s": round(answered / wall, 1),
+            "good_answers_per_s": round(len(ms) / wall, 1), "p50_ms": q(0.5), "p99_ms": q(0.99),
+            "max_ms": round(ms[-1], 1) if ms else None, "errors": errors,
+            "statuses": {str(k): v for k, v in sorted(statuses.items())},
+            "server_cpu_share": round(cpu / wall, 2), "rss_before_mb": round(rss0, 1),
+            "rss_after_mb": round(rss1, 1), "rss_growth_mb": round(rss1 - rss0, 1), "rss_peak_mb": peak,
+            "rss_every_10s_mb": rss_trace,
+            "loadavg": round(os.getloadavg()[0], 1)}
+
+
+def _vm_hwm_mb(pid: int) -> float | None:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return None
+
+
 # ---- explorer speed on big networks (--explorer-speed) ---------------------------------------
 
 def _median_ms(fn, reps: int) -> tuple[float, float]:
@@ -294,6 +484,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", default=str(ROOT / "runs" / "demo"))
     ap.add_argument("--quick", action="store_true", help="2 s phases and a 6 s robustness phase")
+    ap.add_argument("--batching", action="store_true",
+                    help="only: today's server (max_batch=1) against micro-batching, 16 clients")
+    ap.add_argument("--classroom", action="store_true",
+                    help="only: 200 simulated students for 60 s (10%% malformed) against the batching server")
+    ap.add_argument("--students", type=int, default=200, help="--classroom: how many (default 200)")
+    ap.add_argument("--seconds", type=float, default=None, help="--batching/--classroom: phase length")
     ap.add_argument("--explorer-speed", action="store_true",
                     help="instead: the explorer on big networks against a plain forward, in this process")
     ap.add_argument("--models", default="lenet5,resnet50,densenet121,inception_v4",
@@ -306,6 +502,15 @@ def main() -> int:
     run = Path(args.run)
     if not (run / "model.safetensors").is_file():
         run = fallback_run()
+    if args.batching or args.classroom:
+        out = {"run": str(run), "cpus": os.cpu_count(), "loadavg_before": round(os.getloadavg()[0], 1)}
+        if args.batching:
+            out["in_process_cpu_per_answer"] = in_process_batch_cpu(run)
+            out["batching_16_clients"] = batching_comparison(run, args.seconds or (3 if args.quick else 10))
+        if args.classroom:
+            out["classroom"] = classroom(run, args.students, args.seconds or (10 if args.quick else 60))
+        print(json.dumps(out, indent=2))
+        return 0
     short, long_ = (2, 6) if args.quick else (10, 60)
     out = {"run": str(run), "cpus": os.cpu_count(), "loadavg_before": os.getloadavg()[0],
            "predict_only_ms": predict_only_ms(run), "servers": {}}

@@ -24,6 +24,23 @@ if [ ${#missing_apt[@]} -gt 0 ]; then
   fi
 fi
 
+# onnxruntime-web (npm, pinned) for `convscope site`, vendored into .cache/ (gitignored).
+# Without Node.js/npm the static site cannot be built; `convscope serve` works all the same.
+ORT_WEB_VERSION=1.30.0
+ORT_WEB_DIR=.cache/onnxruntime-web
+if ! grep -qs "\"version\": \"$ORT_WEB_VERSION\"" "$ORT_WEB_DIR/node_modules/onnxruntime-web/package.json"; then
+  if command -v npm >/dev/null 2>&1; then
+    echo "bootstrap: vendoring onnxruntime-web $ORT_WEB_VERSION from npm into $ORT_WEB_DIR"
+    mkdir -p "$ORT_WEB_DIR"
+    npm install --prefix "$ORT_WEB_DIR" --no-audit --no-fund --ignore-scripts --no-save --loglevel=error \
+      "onnxruntime-web@$ORT_WEB_VERSION" >/dev/null \
+      || echo "bootstrap: npm could not fetch onnxruntime-web; \`convscope site\` will try again" >&2
+  else
+    echo "bootstrap: npm not found: \`convscope site\` (the in-browser explorer) needs Node.js and npm" >&2
+    echo "  (sudo apt-get install npm); \`convscope serve\` works without them." >&2
+  fi
+fi
+
 # The stamp holds a hash of pyproject.toml: a changed dependency list reinstalls.
 want=$(sha256sum pyproject.toml | cut -c1-16)
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/convscope" ]; then

@@ -222,6 +222,8 @@ def test_only_engine_js_talks_to_the_network():
         calls = re.findall(r"\bfetch\s*\(|XMLHttpRequest|/api/", text)
         if js.name == "engine.js":
             assert calls, "engine.js makes the requests"
+        elif js.name == "engine_ort.js":  # the in-browser engine reads the static site's own files
+            assert "/api/" not in text, "the in-browser engine must not call the server's API"
         else:
             assert not calls, f"{js.name} talks to the server directly: {calls}"
 

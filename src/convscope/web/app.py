@@ -30,6 +30,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from convscope.web.batching import Overloaded
 from convscope.web.encoding import MAX_BODY_BYTES, InputError, image_from_request, parse_body
 from convscope.web.inference import BIG_MACS, Explorer
 
@@ -121,9 +122,13 @@ def _int(request: Request, key: str, default: int | None) -> int | None:
 
 
 def create_app(run_dir: str | Path | None = None, *, explorer: Explorer | None = None,
-               model: str | None = None) -> FastAPI:
+               model: str | None = None, max_batch: int = 32, max_wait_s: float = 0.002) -> FastAPI:
     """The explorer app for a run folder, a model name ("resnet18", "torchvision:resnet18")
-    or an already built Explorer (loaded once, here)."""
+    or an already built Explorer (loaded once, here).
+
+    `max_batch`: the most image requests to /api/predict that one forward pass answers
+    (1: each alone, on the event loop); `max_wait_s`: how long the first request of a
+    batch may wait for company. Networks over BIG_MACS are not batched."""
     if explorer is None:
         if run_dir is None and model is None:
             raise ValueError("create_app needs a run folder, a model name or an Explorer")
@@ -133,10 +138,14 @@ def create_app(run_dir: str | Path | None = None, *, explorer: Explorer | None =
     app.state.explorer = explorer
     model_json = json.dumps(explorer.describe(), separators=(",", ":"))
     slow = explorer.macs > BIG_MACS  # big networks run in a worker thread, so the loop keeps serving
+    batcher = app.state.batcher = None if slow else predict_batcher(explorer, max_batch=max_batch,
+                                                                      max_wait_s=max_wait_s)
 
     async def call(fn, *args, **kwargs):
         if slow:
             return await run_in_threadpool(fn, *args, **kwargs)
+        if batcher is not None:  # the batches' thread: one forward pass at a time, never two at once
+            return await batcher.call(fn, *args, **kwargs)
         return fn(*args, **kwargs)
 
     @app.get("/api/health")
@@ -162,10 +171,14 @@ def create_app(run_dir: str | Path | None = None, *, explorer: Explorer | None =
                 if isinstance(index, bool) or not isinstance(index, int):
                     raise InputError('"sample" must be the index of a sample (GET /api/samples lists them)')
                 return _raw_json(await call(explorer.predict_sample_json, index))
+            if batcher is not None:  # requests that arrive together share one forward (web/batching.py)
+                return _raw_json(await batcher.submit(obj))
             image, preprocess = image_from_request(obj)
             return _raw_json(await call(explorer.predict_json, image, preprocess=preprocess))
         except InputError as exc:
             return _error(exc)
+        except Overloaded as exc:
+            return _json({"detail": str(exc)}, 503)
         except ClientDisconnect:  # nobody is left to read an answer
             return _json({"detail": "the client went away before sending the whole body"}, 400)
 
@@ -229,6 +242,34 @@ def create_app(run_dir: str | Path | None = None, *, explorer: Explorer | None =
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def predict_batcher(explorer: Explorer, *, max_batch: int = 32, max_wait_s: float = 0.002):
+    """A Batcher answering parsed /api/predict image bodies (None for max_batch 1): a body
+    that cannot be read fails alone, the rest of its batch shares one forward pass."""
+    from convscope.web.batching import Batcher
+
+    if max_batch <= 1:
+        return None
+    # every forward pass gets MIN_ROWS rows, so an answer does not depend on its batch's size
+    from convscope.web.inference import MIN_ROWS
+
+    explorer.min_rows = max(explorer.min_rows, MIN_ROWS)
+
+    def run_batch(bodies: list[dict[str, Any]]) -> list[Any]:
+        requests: list[Any] = []
+        for obj in bodies:
+            try:
+                requests.append(image_from_request(obj))
+            except InputError as exc:
+                requests.append(exc)
+        good = [i for i, r in enumerate(requests) if not isinstance(r, InputError)]
+        answers = explorer.predict_json_many([requests[i] for i in good]) if good else []
+        for i, ans in zip(good, answers):
+            requests[i] = ans
+        return requests
+
+    return Batcher(run_batch, max_batch=max_batch, max_wait_s=max_wait_s)
 
 
 def app_from_env() -> FastAPI:

@@ -30,6 +30,7 @@ MAX_PAGE_MAPS = 256
 KEEP_INPUTS = 16                  # inputs whose x is kept for /api/layer
 KEEP_VALUES = 2                   # ... of which the full activations stay in memory
 MAX_KERNEL_VALUES = 20_000        # conv kernels sent with /api/model (lenet5: 150 + 2,400)
+MIN_ROWS = 16                     # rows of every forward pass once batching is on (see compute_many)
 BIG_MACS = 50_000_000             # above this a forward goes to a worker thread
 
 
@@ -80,6 +81,7 @@ class Explorer:
         self._by_name = {layer["name"]: layer for layer in self.layers}
         self._add_costs()
         self.macs = sum(layer.get("macs") or 0 for layer in self.layers)
+        self.min_rows = 1  # the batching server sets MIN_ROWS (web/app.py predict_batcher)
         self._samples = None
         self._description = self._describe()
 
@@ -249,9 +251,34 @@ class Explorer:
 
     def compute(self, x: torch.Tensor, *, raw: np.ndarray | None = None) -> dict[str, Any]:
         """Everything /api/predict answers for one prepared input `x` (1, C, H, W)."""
-        if not math.isfinite(float(x.sum())):
-            raise InputError("the image could not be prepared into finite values", 422)
-        logits, values = self._forward(x)
+        out = self.compute_many([x], [raw])[0]
+        if isinstance(out, InputError):
+            raise out
+        return out
+
+    def compute_many(self, xs: list[torch.Tensor], raws: list[np.ndarray | None]) -> list[Any]:
+        """`compute` for several prepared inputs with one forward pass: an answer, or the
+        InputError of that input alone, for each. The pass has at least `min_rows` rows (zeros
+        fill the rest): float32 GEMM takes other kernels for 1-15 rows than for more, whose
+        sums differ in the last bits, and an answer must not depend on its batch's size."""
+        ok = [i for i, x in enumerate(xs) if math.isfinite(float(x.sum()))]
+        out: list[Any] = [InputError("the image could not be prepared into finite values", 422)] * len(xs)
+        if not ok:
+            return out
+        batch = torch.cat([xs[i] for i in ok])
+        n = batch.shape[0]
+        if n < self.min_rows:
+            batch = torch.cat([batch, batch.new_zeros(self.min_rows - n, *batch.shape[1:])])
+        logits, values = self._forward(batch)
+        rows = batch.shape[0]
+        for row, i in enumerate(ok):
+            one = {k: v[row:row + 1] if isinstance(v, torch.Tensor) and v.dim() and v.shape[0] == rows else v
+                   for k, v in values.items()}
+            out[i] = self._respond(xs[i], logits[row:row + 1], one, raws[i])
+        return out
+
+    def _respond(self, x: torch.Tensor, logits: torch.Tensor, values: dict[str, torch.Tensor],
+                 raw: np.ndarray | None) -> dict[str, Any]:
         input_id = next(self._ids)
         self._keep(input_id, x, values)
         probs = torch.softmax(logits[0].double(), dim=0).tolist()
@@ -284,13 +311,34 @@ class Explorer:
         }
         return out
 
-    def _answer(self, image: Any, preprocess: bool) -> dict[str, Any]:
+    def _prepared(self, image: Any, preprocess: bool) -> tuple[torch.Tensor, np.ndarray | None]:
         x = self.prepare(image, preprocess=preprocess)
         raw = None
         if self.config["preprocessing"].get("kind") == "digits" and self.input_size[0] == 1:
             raw = self.predictor.shown(self.prepare(image, preprocess=False))[0] if preprocess \
                 else self.predictor.shown(x)[0]
+        return x, raw
+
+    def _answer(self, image: Any, preprocess: bool) -> dict[str, Any]:
+        x, raw = self._prepared(image, preprocess)
         return self.compute(x, raw=raw)
+
+    def predict_json_many(self, requests: list[tuple[Any, bool]]) -> list[Any]:
+        """`predict_json` for several (image, preprocess) requests with one forward pass: each
+        answer equals the one-at-a-time answer; an image that cannot be prepared gets its
+        InputError in its place and the others are answered."""
+        prepared: list[Any] = []
+        for image, preprocess in requests:
+            try:
+                prepared.append(self._prepared(image, preprocess))
+            except InputError as exc:
+                prepared.append(exc)
+        good = [i for i, p in enumerate(prepared) if not isinstance(p, InputError)]
+        answers = self.compute_many([prepared[i][0] for i in good], [prepared[i][1] for i in good]) if good else []
+        out = list(prepared)
+        for i, ans in zip(good, answers):
+            out[i] = ans if isinstance(ans, InputError) else answer_json(ans)
+        return out
 
     def predict(self, image: Any, *, preprocess: bool = True) -> dict[str, Any]:
         """/api/predict for an image: an (H, W) array in [0, 1] (white ink on black), a PIL image or bytes."""

@@ -1,0 +1,268 @@
+// The in-browser engine: the same interface as engine.js (health, model, predict, layer,
+// weights, samples), answered from the static site's files (model.json, model.onnx,
+// weights.json, samples.json) with ONNX Runtime Web. It computes what the server's
+// Explorer.compute does, step for step, so the page cannot tell the two apart; after the
+// files are loaded no request leaves the page. Loaded only by a site (`convscope site`),
+// before engine.js, which then keeps this engine (`CS.engine = CS.engine || ...`).
+"use strict";
+
+(function () {
+  const CS = (window.CS = window.CS || {});
+  if (!window.ort) return;  // onnxruntime-web is missing: engine.js talks to a server instead
+  const f32 = Math.fround;
+  const MAX_PAGE_MAPS = 256;
+
+  const fail = (message) => { throw new Error(message); };
+  async function getJSON(url) {
+    const res = await fetch(url);
+    if (!res.ok) fail(`${url}: ${res.status} ${res.statusText}`);
+    return res.json();
+  }
+
+  let site = null;
+  function load() {
+    site = site || (async () => {
+      ort.env.wasm.numThreads = 1;       // no SharedArrayBuffer needed: any static host works
+      const here = (f) => new URL(`ort/${f}`, location.href).href;  // see export/site.py: .mjs saved as .js
+      ort.env.wasm.wasmPaths = { mjs: here("ort-wasm-simd-threaded.js"), wasm: here("ort-wasm-simd-threaded.wasm") };
+      const [m, weights, samples] = await Promise.all([getJSON("model.json"), getJSON("weights.json"), getJSON("samples.json")]);
+      const session = await ort.InferenceSession.create("model.onnx", { executionProviders: ["wasm"] });
+      return { desc: m.description, config: m.config, weights, samples, session, kept: new Map(), nextId: 1 };
+    })();
+    return site;
+  }
+
+  // ---- images in ------------------------------------------------------------------------
+  async function decode(url, { file = false } = {}) {
+    if (typeof url !== "string" || !url.startsWith("data:image/")) fail('send a "data:image/...;base64," URL');
+    const img = new Image();
+    img.src = url;
+    try { await img.decode(); } catch (_) { fail("the image could not be decoded; send a complete PNG, JPEG, WebP, BMP or GIF file"); }
+    const w = img.naturalWidth, h = img.naturalHeight;
+    if (!file && (Math.min(h, w) < 8 || Math.max(h, w) > 560)) fail(`the image is ${h}x${w}; send one from 8x8 to 560x560 pixels (scale it first)`);
+    const c = document.createElement("canvas");
+    c.width = w; c.height = h;
+    const ctx = c.getContext("2d", { willReadFrequently: true });
+    ctx.drawImage(img, 0, 0);
+    return { gray: CS.preprocess.rgbaToGray(ctx.getImageData(0, 0, w, h).data, w, h, { file }), h, w };
+  }
+
+  function fromList(rows) {
+    if (!Array.isArray(rows) || !rows.length || !Array.isArray(rows[0])) fail('"image" must be a non-empty 2-D list of rows');
+    const h = rows.length, w = rows[0].length;
+    if (Math.min(h, w) < 8 || Math.max(h, w) > 560) fail(`the image is ${h}x${w}; send one from 8x8 to 560x560 pixels`);
+    const gray = new Float64Array(h * w);
+    rows.forEach((row, y) => {
+      if (!Array.isArray(row) || row.length !== w) fail('"image" rows must all have the same length');
+      row.forEach((v, x) => {
+        if (typeof v !== "number" || !Number.isFinite(v) || v < 0 || v > 1) fail('"image" values must be numbers in [0, 1]');
+        gray[y * w + x] = f32(v);
+      });
+    });
+    return { gray, h, w };
+  }
+
+  // ---- what the server sends for a layer (encoding.encode_maps + Explorer.encode) --------------
+  function base64(bytes) {
+    let s = "";
+    for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+    return btoa(s);
+  }
+  const rint = (v) => { const r = Math.round(v); return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r; };
+
+  function encodeMaps(name, v, maps) {
+    const is3 = v.shape.length === 3;
+    const rows = is3 ? v.shape[0] : 1, per = v.data.length / rows;
+    const picked = maps || Array.from({ length: rows }, (_, i) => i);
+    const q = new Uint8Array(picked.length * per), lo = [], hi = [];
+    let amin = Infinity, amax = -Infinity;
+    for (const x of v.data) { if (x < amin) amin = x; if (x > amax) amax = x; }
+    picked.forEach((m, j) => {
+      let a = Infinity, b = -Infinity;
+      for (let i = m * per; i < (m + 1) * per; i++) { const x = v.data[i]; if (x < a) a = x; if (x > b) b = x; }
+      const span = b > a ? f32(b - a) : 1;
+      for (let i = 0; i < per; i++) q[j * per + i] = rint(f32(f32(f32(v.data[m * per + i] - a) / span) * 255));
+      lo.push(a); hi.push(b);
+    });
+    return {
+      name, shape: maps == null || !is3 ? v.shape.slice() : [picked.length, ...v.shape.slice(1)],
+      full_shape: v.shape.slice(), total_maps: rows, maps: is3 ? picked : [0],
+      min: amin, max: amax, map_min: lo, map_max: hi, bytes: q.length, data: base64(q),
+    };
+  }
+
+  function encode(layer, v, { offset = 0, limit = null, sort = "index" } = {}) {
+    let maps = null;
+    if (v.shape.length === 3 && (limit != null || offset || sort !== "index")) {
+      const total = v.shape[0], per = v.data.length / total;
+      let order = Array.from({ length: total }, (_, i) => i);
+      if (sort === "strength") {
+        const mean = order.map((m) => { let s = 0; for (let i = m * per; i < (m + 1) * per; i++) s += v.data[i]; return s / per; });
+        order = order.sort((a, b) => mean[b] - mean[a]);  // stable: equal means keep index order
+      }
+      maps = order.slice(offset, offset + (limit != null ? limit : total));
+    }
+    const enc = encodeMaps(layer.name, v, maps);
+    enc.layer_min = enc.min; enc.layer_max = enc.max; enc.sort = sort;
+    return enc;
+  }
+
+  const round4 = (v) => Math.round(v * 1e4) / 1e4;
+  function grid(data, h, w) {
+    const out = [];
+    for (let y = 0; y < h; y++) out.push(Array.from(data.subarray(y * w, (y + 1) * w), round4));
+    return out;
+  }
+
+  // Explorer._tiny_or_flat: a dot or a flat stroke, seen in the raw drawing (h, w) before centring
+  function tinyOrFlat(raw, H, W) {
+    let peak = 0;
+    for (const v of raw) if (v > peak) peak = v;
+    if (peak <= 0) return null;
+    const t = f32(0.3 * peak);
+    let r0 = H, r1 = -1, c0 = W, c1 = -1;
+    for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) {
+      if (raw[y * W + x] > t) { r0 = Math.min(r0, y); r1 = Math.max(r1, y); c0 = Math.min(c0, x); c1 = Math.max(c1, x); }
+    }
+    const h = r1 - r0 + 1, w = c1 - c0 + 1, side = Math.max(H, W);
+    if (Math.max(h, w) <= 0.12 * side) {
+      return `the drawing is tiny (${h}x${w} of ${H}x${W} pixels): centring blows a dot up into a blob, and the network's answer to a blob means little`;
+    }
+    if (h <= 0.15 * w) return "a flat stroke is not a digit MNIST has (its widest digits are still taller than this)";
+    return null;
+  }
+
+  function warnings(s, shown, probs, order, raw) {
+    const out = [], pct = (p) => `${Math.round(p * 100)}%`;
+    const p1 = probs[order[0]], p2 = order.length > 1 ? probs[order[1]] : 0;
+    if (s.desc.random_weights) out.push("the network has random weights: its answers mean nothing");
+    const pre = s.config.preprocessing || {};
+    if (pre.kind === "digits") {
+      let n = 0;
+      for (const v of shown) if (pre.invert !== true ? v > f32(0.3) : v < f32(0.7)) n++;
+      const ink = n / shown.length;
+      if (ink === 0) out.push("the image is blank: there is nothing to recognise");
+      else if (ink < 0.04) out.push(`very little ink (${pct(ink)} of the pixels; MNIST digits cover 10-25%): a dot or a thin stroke is not a digit, whatever the network says`);
+      else if (raw && tinyOrFlat(raw, s.desc.input_size[1], s.desc.input_size[2])) out.push(tinyOrFlat(raw, s.desc.input_size[1], s.desc.input_size[2]));
+      else if (ink > 0.45) out.push(`a lot of ink (${pct(ink)} of the pixels; MNIST digits cover 10-25%): this does not look like one digit`);
+    }
+    if (order.length > 1 && p1 - p2 < 0.2) out.push(`the first two guesses are close (${pct(p1)} and ${pct(p2)})`);
+    return out;
+  }
+
+  // ---- Explorer.compute -------------------------------------------------------------------
+  async function compute(s, x, shown, raw) {
+    const [C, H, W] = s.desc.input_size;
+    const t0 = performance.now();
+    const res = await s.session.run({ input: new ort.Tensor("float32", x, [1, C, H, W]) });
+    s.runMs = performance.now() - t0;
+    const logits = Array.from(res.logits.data);
+    const top = Math.max(...logits);
+    const e = logits.map((v) => Math.exp(v - top)), sum = e.reduce((a, b) => a + b, 0);
+    const probs = e.map((v) => v / sum);
+    const order = probs.map((_, i) => i).sort((a, b) => probs[b] - probs[a]);
+    const values = { input: { data: Float32Array.from(shown), shape: [C, H, W] } };
+    for (const layer of s.desc.layers) {
+      if (layer.kind === "input") continue;
+      const t = res[layer.name];
+      values[layer.name] = { data: t.data, shape: t.dims.slice(1).length === 3 ? t.dims.slice(1) : [t.data.length] };
+    }
+    const inputId = s.nextId++;
+    s.kept.set(inputId, values);
+    while (s.kept.size > s.desc.site.keep_inputs) s.kept.delete(s.kept.keys().next().value);
+    const layers = [];
+    let budget = s.desc.site.first_screen_bytes, lo = Infinity, hi = -Infinity;
+    for (const layer of s.desc.layers) {
+      const v = values[layer.name];
+      if (layer.kind !== "input") for (const a of v.data) { if (a < lo) lo = a; if (a > hi) hi = a; }
+      if (budget <= 0 && layer.kind !== "input") continue;
+      const partial = v.shape.length === 3 && v.data.length > budget && v.shape[0] > s.desc.site.first_maps;
+      const enc = encode(layer, v, { limit: partial ? s.desc.site.first_maps : null, sort: partial ? "strength" : "index" });
+      budget -= enc.bytes;
+      layers.push(enc);
+    }
+    const input = C * H * W <= 3 * 64 * 64
+      ? (C === 1 ? grid(values.input.data, H, W) : Array.from({ length: C }, (_, c) => grid(values.input.data.subarray(c * H * W, (c + 1) * H * W), H, W)))
+      : null;
+    return {
+      probabilities: probs,
+      top: order.slice(0, 5).map((i) => ({ index: i, label: s.desc.classes[i], probability: probs[i] })),
+      input_id: inputId, input, raw: raw ? grid(Float32Array.from(raw), H, W) : null,
+      network_min: lo <= hi ? lo : 0, network_max: lo <= hi ? hi : 0,
+      layers, warnings: warnings(s, values.input.data, probs, order, raw),
+    };
+  }
+
+  async function predict(request) {
+    const s = await load();
+    const t0 = performance.now();
+    const out = await answer(s, request);
+    // per drawing: decoding, preprocessing, the forward pass, encoding every layer
+    CS.engine.timings.push({ total_ms: performance.now() - t0, forward_ms: s.runMs });
+    return out;
+  }
+
+  async function answer(s, request) {
+    const cfg = { ...s.config, input_size: s.desc.input_size, normalization: s.desc.normalization };
+    const pre = cfg.preprocessing || {};
+    const digits = pre.kind === "digits" && s.desc.input_size[0] === 1;
+    if (request && request.sample !== undefined) {
+      const item = (s.samples.samples || []).find((it) => it.index === request.sample);
+      if (!item) fail(`sample ${request.sample} is not in this site (it keeps the first ${(s.samples.samples || []).length})`);
+      const img = await decode(item.png, { file: true });
+      const { x, shown } = CS.preprocess.prepare(img.gray, img.h, img.w, cfg, false);
+      const out = await compute(s, x, shown, null);
+      out.sample = { index: item.index, truth: item.truth, label: item.label };
+      return out;
+    }
+    const preprocess = request.preprocess !== undefined ? request.preprocess : true;
+    if (typeof preprocess !== "boolean") fail('"preprocess" must be true or false');
+    const kinds = ["image", "png", "file"].filter((k) => request[k] !== undefined);
+    if (kinds.length !== 1) fail('send exactly one of "image", "png" or "file"');
+    const img = request.image !== undefined ? fromList(request.image) : await decode(request.png || request.file, { file: request.file !== undefined });
+    const { x, shown } = CS.preprocess.prepare(img.gray, img.h, img.w, cfg, preprocess);
+    // the plain downsample beside the fed image (the fed image itself when not preprocessing)
+    const raw = digits ? (preprocess ? CS.preprocess.prepare(img.gray, img.h, img.w, cfg, false).shown : shown) : null;
+    return compute(s, x, shown, raw);
+  }
+
+  async function layer(name, opts = {}) {
+    const s = await load();
+    const info = s.desc.layers.find((l) => l.name === name) || fail(`no layer "${name}" in this network`);
+    const sort = opts.sort || "index";
+    const offset = Number(opts.offset || 0), limit = Number(opts.limit || 64);
+    if (sort !== "index" && sort !== "strength") fail('sort must be "index" or "strength"');
+    if (!(offset >= 0) || !(limit >= 1 && limit <= MAX_PAGE_MAPS)) fail(`offset must be >= 0 and limit 1..${MAX_PAGE_MAPS}`);
+    if (!s.kept.size) fail("nothing predicted yet: draw something first");
+    const id = opts.input != null ? Number(opts.input) : [...s.kept.keys()].pop();
+    const values = s.kept.get(id) || fail(`input ${id} is no longer kept (this page keeps the last ${s.desc.site.keep_inputs}); predict it again`);
+    const enc = encode(info, values[name], { offset, limit, sort });
+    enc.input_id = id;
+    return enc;
+  }
+
+  async function weights(name, unit) {
+    const s = await load();
+    const units = s.weights[name] || fail(`this site has no weights for layer "${name}" (only conv, fc and batch-norm layers of networks up to 2M parameters)`);
+    return units[Number(unit)] || fail(`unit must be 0..${units.length - 1} for layer "${name}"`);
+  }
+
+  async function samples(opts = {}) {
+    const s = await load();
+    const page = s.samples;
+    if (opts.wrong && Number(opts.wrong) !== 0) fail("this static site has no list of misclassified samples; `convscope serve` has one");
+    const offset = Number(opts.offset || 0), limit = Number(opts.limit || 24);
+    return { ...page, offset, samples: (page.samples || []).slice(offset, offset + limit) };
+  }
+
+  async function health() {
+    const s = await load();
+    return { status: "ok", model: s.desc.model, run: s.desc.run, dataset: s.desc.dataset, classes: s.desc.classes,
+      random_weights: s.desc.random_weights, origin: s.desc.origin, engine: `onnxruntime-web ${s.desc.site.ort_web}` };
+  }
+
+  CS.engine = {
+    kind: "browser", timings: [],
+    health, model: async () => (await load()).desc, predict, layer, weights, samples,
+  };
+})();
