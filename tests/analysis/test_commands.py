@@ -21,14 +21,19 @@ def _run(capsys, *argv):
 def test_models_json_counts_real_parameters(capsys):
     code, out, _ = _run(capsys, "models", "lenet*", "--json")
     assert code == 0
-    (row,) = json.loads(out)
-    assert row["name"] == "lenet5" and row["default_input_size"] == [1, 28, 28]
-    assert row["params"] == sum(p.numel() for p in create_model("lenet5").parameters())
+    rows = {row["name"]: row for row in json.loads(out)}
+    assert sorted(rows) == ["lenet5", "lenet5_harley"]
+    for name, row in rows.items():
+        assert row["default_input_size"] == [1, 28, 28]
+        assert row["params"] == sum(p.numel() for p in create_model(name).parameters())
 
 
 def test_models_table_and_no_match(capsys):
     code, out, _ = _run(capsys, "models")
-    assert code == 0 and "lenet5" in out and "63,802" in out
+    # LeCun's widths (120-84-10) and Harley's (120-100-10), counted by hand
+    lecun = (25 * 6 + 6) + (25 * 6 * 16 + 16) + (400 * 120 + 120) + (120 * 84 + 84) + (84 * 10 + 10)
+    harley = (25 * 6 + 6) + (25 * 6 * 16 + 16) + (400 * 120 + 120) + (120 * 100 + 100) + (100 * 10 + 10)
+    assert code == 0 and f"{lecun:,}" in out and f"{harley:,}" in out
     code, _, err = _run(capsys, "models", "nothing*")
     assert code == 2 and "no model matches 'nothing*'" in err
 

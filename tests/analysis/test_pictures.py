@@ -65,20 +65,27 @@ def test_gradient_saliency_is_the_input_gradient():
 
 
 def test_gradcam_matches_a_hand_computation():
+    torch.manual_seed(0)
     model = create_model("lenet5").eval()
     x = torch.rand(1, 1, 28, 28)
-    heat, target, layer = saliency_map(model, x, method="gradcam", target=3)
-    assert layer == "pool2" and target == 3
     grabbed = {}
     h = model.pool2.register_forward_hook(lambda m, a, o: grabbed.setdefault("a", o))
     logits = model(x)
     h.remove()
     a = grabbed["a"]  # (1, 16, 5, 5)
-    (g,) = torch.autograd.grad(logits[0, 3], a)
-    cam = (g.mean((2, 3), keepdim=True) * a).sum(1, keepdim=True).relu()  # Selvaraju et al. 2017, eq. 1-2
-    cam = F.interpolate(cam, size=(28, 28), mode="bilinear")[0, 0].detach().numpy()
-    assert cam.max() > 0  # (seeded: the map is not all zero, so the comparison means something)
-    np.testing.assert_allclose(heat, cam / cam.max(), rtol=1e-4, atol=1e-6)
+    nonzero = 0
+    for target in range(10):
+        heat, got, layer = saliency_map(model, x, method="gradcam", target=target)
+        assert layer == "pool2" and got == target
+        (g,) = torch.autograd.grad(logits[0, target], a, retain_graph=True)
+        cam = (g.mean((2, 3), keepdim=True) * a).sum(1, keepdim=True).relu()  # Selvaraju et al. 2017, eq. 1-2
+        cam = F.interpolate(cam, size=(28, 28), mode="bilinear")[0, 0].detach().numpy()
+        if cam.max() > 0:
+            nonzero += 1
+            np.testing.assert_allclose(heat, cam / cam.max(), rtol=1e-4, atol=1e-6)
+        else:
+            np.testing.assert_allclose(heat, cam, atol=1e-6)
+    assert nonzero >= 3  # most classes' maps are not all zero, so the comparison means something
 
 
 def test_unknown_method():

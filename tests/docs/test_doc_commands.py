@@ -21,10 +21,6 @@ runs/x` comes before `evaluate runs/x`, as a reader would type them):
   and for ```console blocks outside the lecture (the lecture's own test compares those)
   print exactly what the block shows.
 
-Commands that other branches are adding (ADDED_ELSEWHERE) are parsed only; a separate test
-checks that each appears in `convscope --help` (or its command's --help). Until those
-branches are merged that test fails, on purpose, naming what is missing.
-
 Figures the docs quote from full-length runs (`# val top-1 98.75%`) are not asserted here:
 the shrunk runs are for "does it run as written"; docs/benchmarks.md records the figures
 with their commands.
@@ -47,16 +43,6 @@ FENCE = re.compile(r"^```(\w*)\s*$")
 OUTPUT_LINE = re.compile(r"^convscope [\w-]+: error:")
 METAVAR = re.compile(r"^[A-Z][A-Z_]*(\.\.\.)?$|[|\[\]]|^\.\.\.$|RUN|NAME|FILE|DIR|IMAGE|PATTERN|DATA\b")
 FLAGS = doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS
-
-# Commands that new branches add: parsed only here, and checked to exist once merged.
-ADDED_ELSEWHERE = {  # command (or "command --option") -> what adds it
-    "units": "units/ (what a unit sees)",
-    "tuning": "units/ (orientation tuning)",
-    "lr-find": "train/lr_find.py",
-    "export": "export/ (ONNX)",
-    "site": "the static in-browser site",
-    "summary --profile": "analysis/profile.py",
-}
 
 # Run, but smaller. Each entry: subcommand -> {option: value} set (added when absent), and
 # data sets swapped for the offline `synthetic` one where a real epoch would be long.
@@ -165,17 +151,6 @@ def _subcommand(words: list[str]) -> str:
     return words[1] if len(words) > 1 else ""
 
 
-def _added_elsewhere(words: list[str]) -> str | None:
-    sub = _subcommand(words)
-    if sub in ADDED_ELSEWHERE:
-        return sub
-    for key in ADDED_ELSEWHERE:
-        cmd, _, opt = key.partition(" ")
-        if opt and sub == cmd and opt in words:
-            return key
-    return None
-
-
 def _substitute(words: list[str]) -> list[str]:
     words = list(words)
     sub = _subcommand(words)
@@ -225,11 +200,6 @@ def _commands() -> list[str]:
     return re.findall(r"^ {4}([a-z][\w-]*)", _help_text(""), re.M)
 
 
-def _listed(key: str) -> bool:
-    cmd, _, opt = key.partition(" ")
-    return cmd in _commands() and (not opt or opt in _help_text(cmd))
-
-
 def _make_images(words: list[str]) -> None:
     """A real MNIST digit (white ink on black) for every image file the command reads."""
     from PIL import Image
@@ -264,13 +234,6 @@ def check(page: Path, cmd: dict) -> str | None:
     """None when the command behaves as documented, else what went wrong."""
     words = cmd["words"]
     where = f"{page.relative_to(ROOT)}:{cmd['line']}: `{' '.join(words)}`"
-    key = _added_elsewhere(words)
-    if key:
-        # before the merge the command may be unknown: test_commands_added_by_other_branches_exist says so
-        if not _listed(key):
-            return None
-        problem = _parses(words) if not _synopsis(words) else None
-        return f"{where}: does not parse: {problem}" if problem else None
     sub = _subcommand(words)
     if words == ["convscope", "..."] or _synopsis(words):
         helptext = _help_text(sub if sub != "..." else "")
@@ -340,12 +303,9 @@ def test_substitutions_shrink_and_keep_the_meaning():
     assert _synopsis(["convscope", "summary", "NAME|RUN"]) and not _synopsis(["convscope", "summary", "vgg16"])
 
 
-@pytest.mark.parametrize("key", list(ADDED_ELSEWHERE))
-def test_commands_added_by_other_branches_exist(key):
-    """These fail until the branch that adds the command is merged: then they must pass."""
-    cmd, _, opt = key.partition(" ")
-    assert cmd in _commands(), (
-        f"`convscope {cmd}` ({ADDED_ELSEWHERE[key]}) is not in `convscope --help`: "
-        f"merge the branch that adds it, or drop it from ADDED_ELSEWHERE and from the docs")
-    if opt:
-        assert opt in _help_text(cmd), f"`convscope {key}` ({ADDED_ELSEWHERE[key]}) is not in `convscope {cmd} --help`"
+def test_every_subcommand_the_docs_name_exists():
+    known = set(_commands())
+    named = {_subcommand(c["words"]) for p in PAGES for c in extract(p)} - {"torchrun", "...", ""}
+    named = {n for n in named if not n.startswith("-")}  # `convscope --help`, `--version`
+    assert named <= known, f"the docs name commands convscope does not have: {sorted(named - known)}"
+    assert {"units", "tuning", "lr-find", "export", "site"} <= named  # the new commands are documented

@@ -94,7 +94,7 @@ def test_layers_are_drawn_as_they_are(page):
     expect(page.get_by_test_id("first-guess")).to_have_text("1")
     for name, maps in [("conv1", 6), ("pool1", 6), ("conv2", 16), ("pool2", 16)]:
         assert page.get_by_test_id(f"layer-{name}").locator("canvas.map").count() == maps
-    for name, units in [("fc1", 120), ("fc2", 100), ("output", 10)]:
+    for name, units in [("fc1", 120), ("fc2", 84), ("output", 10)]:  # LeNet-5's C5, F6, output
         assert page.get_by_test_id(f"layer-{name}").locator(".cell").count() == units
 
 

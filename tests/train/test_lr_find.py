@@ -113,6 +113,6 @@ def test_train_lr_find_uses_and_records_the_suggestion(tmp_path, capsys):
     result, _ = range_test(model="lenet5", data="synthetic", batch_size=16, seed=0, device="cpu")
     assert result.suggestions["steepest"] == pytest.approx(found["lr"])
     assert main(["train", "--out", str(run), "--resume", "--lr", "find"]) == 2
-    with pytest.raises(SystemExit) as exc:
-        main(["train", "--lr", "fast", "--out", str(tmp_path / "x")])
-    assert exc.value.code == 2 and "not a number or `find`" in capsys.readouterr().err
+    capsys.readouterr()
+    assert main(["train", "--lr", "fast", "--out", str(tmp_path / "x")]) == 2
+    assert "not a number or `find`" in capsys.readouterr().err

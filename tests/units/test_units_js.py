@@ -7,6 +7,7 @@ script is checked without the rest of the explorer.
 from __future__ import annotations
 
 import shutil
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -44,23 +45,43 @@ def test_click_a_channel(lenet_run, tmp_path):
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.get("/", response_class=HTMLResponse)(lambda: PAGE)
     errors: list[str] = []
-    with live_server(app) as url, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                                                  "--disable-component-update", "--no-first-run"])
-        page = browser.new_page()
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(url + "/")
-        page.get_by_test_id("fc-map").click()            # not a conv/pool layer: nothing opens
-        page.wait_for_timeout(300)
-        assert page.locator("[data-testid=units-panel]").count() == 0
-        page.get_by_test_id("map-3").click()
-        page.get_by_test_id("units-progress").wait_for(timeout=20000)   # the progress bar while it is made
-        page.get_by_test_id("units-optimized").wait_for(timeout=120000)
-        assert page.locator("[data-testid^=units-patch-]").count() == 9
-        assert "conv1 channel 3" in page.get_by_test_id("units-panel").inner_text()
-        src = page.get_by_test_id("units-patch-0").get_attribute("src")
-        assert src.startswith("data:image/png;base64,")
-        page.get_by_test_id("units-close").click()
-        assert page.get_by_test_id("units-panel").is_hidden()
-        browser.close()
+
+    def drive() -> None:
+        with live_server(app) as url, sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--no-first-run"])
+            page = browser.new_page()
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(url + "/")
+            page.get_by_test_id("fc-map").click()            # not a conv/pool layer: nothing opens
+            page.wait_for_timeout(300)
+            assert page.locator("[data-testid=units-panel]").count() == 0
+            page.get_by_test_id("map-3").click()
+            page.get_by_test_id("units-progress").wait_for(timeout=20000)   # the progress bar while it is made
+            page.get_by_test_id("units-optimized").wait_for(timeout=120000)
+            assert page.locator("[data-testid^=units-patch-]").count() == 9
+            assert "conv1 channel 3" in page.get_by_test_id("units-panel").inner_text()
+            src = page.get_by_test_id("units-patch-0").get_attribute("src")
+            assert src.startswith("data:image/png;base64,")
+            page.get_by_test_id("units-close").click()
+            assert page.get_by_test_id("units-panel").is_hidden()
+            browser.close()
+
+    # Playwright's sync API refuses a thread where another sync session (the e2e tests' browser,
+    # in the same xdist worker) is running: this one gets a thread of its own.
+    failures: list[BaseException] = []
+    worker = threading.Thread(target=lambda: _catch(drive, failures))
+    worker.start()
+    worker.join(300)
+    assert not worker.is_alive(), "the browser test did not finish in 300 s"
+    if failures:
+        raise failures[0]
     assert not errors
+
+
+def _catch(fn, failures: list) -> None:
+    try:
+        fn()
+    except BaseException as exc:  # re-raised in the test's own thread
+        failures.append(exc)

@@ -109,9 +109,12 @@ def lr_find(model: nn.Module, dataset: Any, config: TrainConfig | None = None, *
             device: str | torch.device = "cpu") -> LRFindResult:
     """Run the range test on a copy of `model` with `dataset`'s train split (at most one epoch).
 
-    `config` gives the batch size, optimizer (momentum, Nesterov, weight decay), label smoothing,
-    augmentation and seed (its lr and schedule are ignored). Fewer than `steps` batches in an
-    epoch: the sweep takes one step per batch of the epoch.
+    `config` gives the batch size, optimizer (momentum, Nesterov, weight decay), label smoothing
+    and seed (its lr, schedule and augmentation are ignored). The sweep runs on the plain images:
+    it reads how fast the loss falls in its first few hundred steps, and augmented images slow
+    that fall until it is lost in the noise (lenet5 on the digits preset with elastic moves: 2.29
+    -> 2.27, a steepest suggestion of 1e-5 for one seed; plain images: 2.29 -> 2.07, 0.08-0.11).
+    Fewer than `steps` batches in an epoch: the sweep takes one step per batch of the epoch.
     """
     cfg = config or TrainConfig()
     if not 0 < start_lr < end_lr:
@@ -121,8 +124,7 @@ def lr_find(model: nn.Module, dataset: Any, config: TrainConfig | None = None, *
                          f"and the smoothing {beta} in [0, 1)")
     dev = torch.device(device)
     net = copy.deepcopy(model).to(dev).train()
-    kind = cfg.augment if cfg.augment != "auto" else getattr(dataset, "kind", "none")
-    spec = aug.spec_for(kind, image_size=dataset.train.images.shape[-1], erase_p=cfg.erase_p)
+    spec = aug.spec_for("none", image_size=dataset.train.images.shape[-1], erase_p=0.0)
     data = Batches(dataset.train, dataset.mean, dataset.std, dev, spec)
     per_epoch = len(data) // cfg.batch_size
     if per_epoch < 5:
