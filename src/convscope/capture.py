@@ -79,6 +79,7 @@ class Capture:
         self.modules = resolve(model, names)
         self.detach = detach
         self.outputs: dict[str, Any] = {}
+        self.first_calls: dict[str, None] = {}  # names in the order of their first call
         self._handles: list[Any] = []
 
     @property
@@ -89,12 +90,14 @@ class Capture:
         def hook(_mod: nn.Module, _inp: Any, out: Any) -> None:
             kept = _keep(out, self.detach)
             if kept is not None:
+                self.first_calls.setdefault(name)
                 self.outputs.pop(name, None)  # re-inserted: the order is the order of the last calls
                 self.outputs[name] = kept
         return hook
 
     def clear(self) -> None:
         self.outputs = {}
+        self.first_calls = {}
 
     def __enter__(self) -> "Capture":
         self.clear()

@@ -58,7 +58,9 @@ def server_url():
         yield url
 
 
-@pytest.fixture(scope="session")
+# one browser per test module: a sync Playwright session keeps an event loop on this thread,
+# and the tests that follow in the same worker (asyncio.run, their own Playwright) need it gone
+@pytest.fixture(scope="module")
 def browser_context(tmp_path_factory):
     from playwright.sync_api import sync_playwright
 

@@ -269,3 +269,21 @@ def test_answers_not_to_trust_are_flagged(client, shape, words):
         assert any(words in w for w in warnings), warnings
     else:
         assert not any("tiny" in w or "flat" in w or "ink" in w for w in warnings), warnings
+
+
+def test_api_model_follows_a_model_swapped_in_place():
+    """The Train tab opens a finished run by updating the Explorer in place: /api/model must
+    describe the new network, not the one the app started with."""
+    from fastapi.testclient import TestClient
+
+    from convscope.web import create_app
+    from convscope.web.inference import Explorer
+
+    explorer = Explorer.from_name("lenet5")
+    client = TestClient(create_app(explorer=explorer))
+    before = client.get("/api/model").json()
+    assert before["model"] == "lenet5"
+    explorer.__dict__.update(Explorer.from_name("convnet_small").__dict__)
+    after = client.get("/api/model").json()
+    assert after["model"] == "convnet_small"
+    assert [l["name"] for l in after["layers"]] != [l["name"] for l in before["layers"]]

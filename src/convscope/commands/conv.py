@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from convscope.cli import UserError
+    from convscope.commands._common import UserError
 
     from convscope.geometry import explain, explain_text
 

@@ -53,12 +53,13 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from convscope.web import create_app
+    from convscope.web.live import bind_socket
 
     torch.set_num_threads(args.threads)
     if args.model is None and args.run is None:
         args.run = DEFAULT_RUN
     app = create_app(args.run) if args.model is None else create_app(model=args.model)
-    sock = _bind(args.host, args.port)  # bound before printing, so the address is true
+    sock = bind_socket(args.host, args.port)  # bound before printing, so the address is true
     port = sock.getsockname()[1]
     explorer = app.state.explorer
     host = "127.0.0.1" if args.host in ("0.0.0.0", "localhost") else args.host
@@ -80,29 +81,6 @@ def run(args: argparse.Namespace) -> int:
     config = uvicorn.Config("convscope.web.app:app_from_env", factory=True, workers=args.workers, **common)
     Multiprocess(config, sockets=[sock]).run()
     return 0
-
-
-def _bind(host: str, port: int):
-    import socket
-
-    try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-    except socket.gaierror as exc:
-        raise UserError(f"cannot resolve --host {host!r}: {exc}") from None
-    # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted sockets only when the
-    # listening socket says TCP; without it Nagle + delayed ACKs add ~40 ms per answer.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise UserError(f"cannot listen on {host}:{port} ({exc.strerror}); "
-                        f"is another server running? pick another with --port") from None
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
 
 
 class QuietShutdown:

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from convscope.errors import ConvscopeError, UserError
+from convscope.capture import Capture
 
 TOLERANCE = 1e-4
 OPSET = 18
@@ -80,57 +81,36 @@ class ExportResult:
 def shown_layers(model: nn.Module, x: torch.Tensor) -> list[str]:
     """Names of the shown leaf modules that return a tensor, in the order one forward reaches them
     (a module called twice, like a shared ReLU, is listed once, at its first call)."""
-    wanted = {mod: name for name, mod in model.named_modules()
-              if name and isinstance(mod, SHOWN_TYPES) and not list(mod.children())}
-    order: dict[str, None] = {}
-    handles = [mod.register_forward_hook(
-        lambda _m, _i, out, name=name: order.setdefault(name) if isinstance(out, torch.Tensor) else None)
-        for mod, name in wanted.items()]
-    try:
-        with torch.inference_mode():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
-    return list(order)
+    wanted = [name for name, mod in model.named_modules()
+              if name and isinstance(mod, SHOWN_TYPES) and not list(mod.children())]
+    with Capture(model, wanted) as cap, torch.inference_mode():
+        model(x)
+    return [n for n in cap.first_calls if isinstance(cap.outputs[n], torch.Tensor)]
 
 
 class WithLayers(nn.Module):
     """`model` whose forward returns (logits, *the outputs of the named modules).
 
     A module called more than once (a shared ReLU) gives its last call's output.
-    The hook clones: an in-place activation that follows would otherwise
-    overwrite the tensor caught here in eager mode (but not in the exported graph).
+    The outputs are caught by `convscope.capture` (cloned: an in-place activation that
+    follows would otherwise overwrite them in eager mode, though not in the exported graph).
     """
 
     def __init__(self, model: nn.Module, names: Sequence[str]) -> None:
         super().__init__()
         self.model = model
         self.names = list(names)
-        self._acts: dict[str, torch.Tensor] = {}
-        self._handles: list[Any] = []
-        modules = dict(model.named_modules())
-        missing = [n for n in self.names if n not in modules]
-        if missing:
-            raise UserError(f"no layer named {missing[0]!r} in {type(model).__name__}")
-        for name in self.names:
-            self._handles.append(modules[name].register_forward_hook(self._hook(name)))
+        self._capture = Capture(model, self.names, detach=False)  # UserError for an unknown name
+        self._capture.__enter__()
 
     def remove_hooks(self) -> None:
         """Leave `model` as it was."""
-        for h in self._handles:
-            h.remove()
-        self._handles = []
-
-    def _hook(self, name: str):
-        def hook(_mod: nn.Module, _inp: Any, out: Any) -> None:
-            self._acts[name] = out.clone()
-        return hook
+        self._capture.__exit__(None, None, None)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        self._acts = {}
+        self._capture.clear()
         logits = _main(self.model(x))
-        return (logits, *(self._acts[n] for n in self.names))
+        return (logits, *(self._capture.outputs[n] for n in self.names))
 
 
 def _main(out: Any) -> torch.Tensor:

@@ -130,7 +130,7 @@ def check_site_dir(out: str | Path) -> Path:
 def _page() -> str:
     """index.html as `convscope serve` sends it, with relative paths and the in-browser engine
     loaded before engine.js (which then keeps it: `CS.engine = CS.engine || ...`)."""
-    from convscope.web.app import _page as served_page
+    from convscope.web.app import page_html as served_page
 
     html = served_page().decode()
     html = html.replace('href="/static/', 'href="static/').replace('src="/static/', 'src="static/')

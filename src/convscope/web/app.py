@@ -92,7 +92,7 @@ def _include_optional_routers(app: FastAPI) -> list[str]:
     return found
 
 
-def _page() -> bytes:
+def page_html() -> bytes:
     """index.html with the optional parts' scripts, for those present in static/."""
     html = (STATIC / "index.html").read_text()
     tags = "".join(f'<script src="/static/{js}"></script>\n' for js in OPTIONAL_SCRIPTS if (STATIC / js).is_file())
@@ -136,7 +136,15 @@ def create_app(run_dir: str | Path | None = None, *, explorer: Explorer | None =
     app = FastAPI(title="convscope explorer", docs_url="/api/docs", redoc_url=None,
                   openapi_url="/api/openapi.json")
     app.state.explorer = explorer
-    model_json = json.dumps(explorer.describe(), separators=(",", ":"))
+    described: dict[str, Any] = {}  # describe()'s answer as JSON, made again when the model changes
+
+    def model_json() -> str:
+        desc = explorer.describe()
+        if described.get("of") is not desc:  # the Train tab swaps a finished run in place
+            described.update({"of": desc, "json": json.dumps(desc, separators=(",", ":"))})
+        return described["json"]
+
+    model_json()
     slow = explorer.macs > BIG_MACS  # big networks run in a worker thread, so the loop keeps serving
     batcher = app.state.batcher = None if slow else predict_batcher(explorer, max_batch=max_batch,
                                                                       max_wait_s=max_wait_s)
@@ -157,7 +165,7 @@ def create_app(run_dir: str | Path | None = None, *, explorer: Explorer | None =
 
     @app.get("/api/model")
     async def model_info() -> Response:
-        return Response(model_json, media_type="application/json")
+        return Response(model_json(), media_type="application/json")
 
     @app.post("/api/predict")
     async def predict(request: Request) -> Response:
@@ -226,7 +234,7 @@ def create_app(run_dir: str | Path | None = None, *, explorer: Explorer | None =
         except InputError as exc:
             return _error(exc)
 
-    page = _page()
+    page = page_html()
 
     @app.get("/", include_in_schema=False)
     async def index() -> Response:
