@@ -160,3 +160,18 @@ def test_convscope_predict_reads_both_pngs_as_the_predictor_does(tmp_path, capsy
     for o in out:
         got = torch.tensor([t["probability"] for t in sorted(o["top"], key=lambda t: t["index"])])
         torch.testing.assert_close(got, want.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_prepare_pair_is_prepare_with_and_without_centring():
+    """The explorer's one-decode pair equals two separate prepares, for a black-on-white drawing."""
+    import numpy as np
+    import torch
+
+    from convscope.predictor import Predictor
+
+    p = Predictor.from_name("lenet5")
+    drawing = np.ones((120, 90), dtype=np.float32)
+    drawing[30:100, 40:52] = 0.0  # a dark stroke off centre on white paper
+    fed, raw = p.prepare_pair(drawing)
+    assert torch.equal(fed, p.prepare(drawing)) and torch.equal(raw, p.prepare(drawing, preprocess=False))
+    assert not torch.equal(fed, raw)  # the centring moved the stroke

@@ -131,6 +131,16 @@ class Predictor:
                            f"takes {self.input_size}; fix config.json")
         return x.to(self.device)
 
+    def prepare_pair(self, image: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """A digits run's (MNIST-style, plain resize) inputs for one image, from one decode."""
+        from convscope.data.preprocess import prepare_digit_pair
+
+        x, raw = prepare_digit_pair(image, self.config)
+        if tuple(x.shape[1:]) != self.input_size:
+            raise RunError(f'the run\'s "preprocessing" gives {tuple(x.shape[1:])} images but the model '
+                           f"takes {self.input_size}; fix config.json")
+        return x.to(self.device), raw.to(self.device)
+
     def prepare_batch(self, images: Iterable[Any], *, preprocess: bool = True) -> torch.Tensor:
         """(N, C, H, W): every image prepared (a bad one fails before any is scored)."""
         xs = [self.prepare(img, preprocess=preprocess) for img in images]

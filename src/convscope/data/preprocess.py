@@ -270,16 +270,22 @@ def _normalize(x: torch.Tensor, mean: list[float], std: list[float]) -> torch.Te
     return (x - m) / s
 
 
-def prepare_digit(image: ImageLike, pre: dict[str, Any], *, auto_invert: bool | None = None,
-                  preprocess: bool = True) -> np.ndarray:
-    """28x28 float32 in [0, 1], white on black: the digit exactly as a digits model sees it
-    (before resizing to the model's size and normalising)."""
+def _digit_gray(image: ImageLike, pre: dict[str, Any], auto_invert: bool | None) -> np.ndarray:
+    """The image as grey floats, white ink on black (auto-inverted and cleaned when asked)."""
     g = to_gray(image)
     auto = pre.get("auto_invert", True) if auto_invert is None else auto_invert
     if auto:
         if has_light_background(g):
             g = 1.0 - g  # black ink on white paper -> MNIST's white ink on black
         g = _clean_digit(g)
+    return g
+
+
+def prepare_digit(image: ImageLike, pre: dict[str, Any], *, auto_invert: bool | None = None,
+                  preprocess: bool = True) -> np.ndarray:
+    """28x28 float32 in [0, 1], white on black: the digit exactly as a digits model sees it
+    (before resizing to the model's size and normalising)."""
+    g = _digit_gray(image, pre, auto_invert)
     x = mnist_style(g) if preprocess else raw_downsample(g)
     return 1.0 - x if pre.get("invert", False) else x
 
@@ -295,18 +301,35 @@ def prepare_image(image: ImageLike, config: dict[str, Any], *, auto_invert: bool
     plain area resize (the explorer's "preprocess": false).
     """
     pre, mean, std = _read_config(config)
-    h, w = pre.get("size", [MNIST_SIZE, MNIST_SIZE])
-    channels = int(pre.get("channels", 1))
     if pre["kind"] == "digits":
-        x = torch.from_numpy(prepare_digit(image, pre, auto_invert=auto_invert,
-                                           preprocess=preprocess))[None, None]  # (1, 1, 28, 28)
-        if (h, w) != (MNIST_SIZE, MNIST_SIZE):
-            x = torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear",
-                                                align_corners=False, antialias=True)
-        x = x.expand(1, channels, h, w).contiguous()
-    else:
-        a = resize_pil(load_image(image), (h, w), channels)
-        x = torch.tensor(a, dtype=torch.float32).div_(255.0)[None]  # (1, C, H, W); a copy: PIL arrays are read-only
-        if pre.get("invert", False):
-            x = 1.0 - x
+        x = prepare_digit(image, pre, auto_invert=auto_invert, preprocess=preprocess)
+        return _normalize(_digit_tensor(x, pre), mean, std)
+    h, w = pre.get("size", [MNIST_SIZE, MNIST_SIZE])
+    a = resize_pil(load_image(image), (h, w), int(pre.get("channels", 1)))
+    x = torch.tensor(a, dtype=torch.float32).div_(255.0)[None]  # (1, C, H, W); a copy: PIL arrays are read-only
+    if pre.get("invert", False):
+        x = 1.0 - x
     return _normalize(x, mean, std)
+
+
+def prepare_digit_pair(image: ImageLike, config: dict[str, Any], *,
+                       auto_invert: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(MNIST-style, plain area resize) of one drawing for a digits run, both as `prepare_image`
+    gives them, from one decode: the explorer shows the second beside the first it feeds."""
+    pre, mean, std = _read_config(config)
+    if pre["kind"] != "digits":
+        raise ValueError("prepare_digit_pair is for digits runs; this run resizes its images")
+    g = _digit_gray(image, pre, auto_invert)
+    fed, raw = mnist_style(g), raw_downsample(g)
+    if pre.get("invert", False):
+        fed, raw = 1.0 - fed, 1.0 - raw
+    return _normalize(_digit_tensor(fed, pre), mean, std), _normalize(_digit_tensor(raw, pre), mean, std)
+
+
+def _digit_tensor(x: np.ndarray, pre: dict[str, Any]) -> torch.Tensor:
+    """A 28x28 digit as (1, C, H, W) at the run's size and channels (not yet normalised)."""
+    h, w = pre.get("size", [MNIST_SIZE, MNIST_SIZE])
+    t = torch.from_numpy(x)[None, None]  # (1, 1, 28, 28)
+    if (h, w) != (MNIST_SIZE, MNIST_SIZE):
+        t = torch.nn.functional.interpolate(t, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+    return t.expand(1, int(pre.get("channels", 1)), h, w).contiguous()

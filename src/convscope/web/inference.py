@@ -242,8 +242,12 @@ class Explorer:
 
     # ---- predict -----------------------------------------------------------------------
     def prepare(self, image: Any, *, preprocess: bool = True) -> torch.Tensor:
+        return self._guarded(self.predictor.prepare, image, preprocess=preprocess)
+
+    def _guarded(self, prepare: Any, image: Any, **kwargs: Any) -> Any:
+        """`prepare(image)`, with what goes wrong as a 422 that says so."""
         try:
-            return self.predictor.prepare(image, preprocess=preprocess)
+            return prepare(image, **kwargs)
         except InputError:
             raise
         except (ValueError, OSError) as exc:
@@ -312,12 +316,13 @@ class Explorer:
         return out
 
     def _prepared(self, image: Any, preprocess: bool) -> tuple[torch.Tensor, np.ndarray | None]:
-        x = self.prepare(image, preprocess=preprocess)
-        raw = None
-        if self.config["preprocessing"].get("kind") == "digits" and self.input_size[0] == 1:
-            raw = self.predictor.shown(self.prepare(image, preprocess=False))[0] if preprocess \
-                else self.predictor.shown(x)[0]
-        return x, raw
+        if not (self.config["preprocessing"].get("kind") == "digits" and self.input_size[0] == 1):
+            return self.prepare(image, preprocess=preprocess), None
+        if not preprocess:
+            x = self.prepare(image, preprocess=False)
+            return x, self.predictor.shown(x)[0]
+        x, raw = self._guarded(self.predictor.prepare_pair, image)  # one decode for both
+        return x, self.predictor.shown(raw)[0]
 
     def _answer(self, image: Any, preprocess: bool) -> dict[str, Any]:
         x, raw = self._prepared(image, preprocess)
