@@ -141,8 +141,8 @@ MUTANTS: list[Mutant] = [
     M("server_map_min_is_max", "src/convscope/web/encoding.py",
       '        "map_min": [float(v) for v in lo[:, 0]],', '        "map_min": [float(v) for v in hi[:, 0]],',
       ("tests/web/test_api.py", "-k", "encoding or layer_by_layer"), "activations sent with the wrong scale"),
-    M("server_preprocess_flag_ignored", "src/convscope/web/app.py",
-      "call(explorer.predict_json, image, preprocess=preprocess)", "call(explorer.predict_json, image, preprocess=True)",
+    M("server_preprocess_flag_ignored", "src/convscope/web/encoding.py",
+      'return image_from_list(obj["image"]), preprocess', 'return image_from_list(obj["image"]), True',
       ("tests/web/test_api.py", "-k", "preprocess_false"), "/api/predict ignores \"preprocess\": false"),
     # ---- the page -----------------------------------------------------------------------------
     M("page_second_guess_is_rank_3", "src/convscope/web/static/app.js",
