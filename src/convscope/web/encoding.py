@@ -18,13 +18,14 @@ from typing import Any
 
 import numpy as np
 
+from convscope.limits import MAX_IMAGE_PIXELS, check_image_size
+
 MIN_SIDE = 8
 MAX_SIDE = 560
 MAX_BODY_BYTES = 16 * 1024 * 1024  # 16 MiB: a phone photo as base64; a 280x280 PNG from the page is ~3-10 kB
 PNG_PREFIX = "data:image/png;base64,"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FILE_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WebP", "BMP": "BMP", "GIF": "GIF"}
-MAX_FILE_PIXELS = 4096 * 4096  # a 16-megapixel photo; larger ones are scaled down first
 
 
 class InputError(ValueError):
@@ -138,7 +139,7 @@ def decode_image(raw: bytes, formats: list[str], key: str, *, min_side: int = 1)
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(raw), formats=formats)
     except Image.DecompressionBombError:
-        raise InputError(f"the image is enormous; send one of at most {MAX_FILE_PIXELS:,} pixels", 413) from None
+        raise InputError(f"the image is enormous; send one of at most {MAX_IMAGE_PIXELS:,} pixels", 413) from None
     except Exception as exc:  # UnidentifiedImageError and friends
         kinds = ", ".join(FILE_FORMATS[f] for f in formats)
         raise InputError(f'"{key}" does not hold an image Pillow can read as {kinds} ({type(exc).__name__})', 415) from None
@@ -146,9 +147,6 @@ def decode_image(raw: bytes, formats: list[str], key: str, *, min_side: int = 1)
     if key == "png" and max(w, h) > MAX_SIDE:
         _check_size(h, w)
     _shared_limit(w, h)
-    if w * h > MAX_FILE_PIXELS:
-        raise InputError(f"the image is {w}x{h} = {w * h:,} pixels; send one of at most {MAX_FILE_PIXELS:,} "
-                         "(scale it down first)", 413)
     if min(w, h) < min_side:
         _check_size(h, w)
     frames = getattr(im, "n_frames", 1)
@@ -166,11 +164,7 @@ def decode_image(raw: bytes, formats: list[str], key: str, *, min_side: int = 1)
 
 
 def _shared_limit(w: int, h: int) -> None:
-    """convscope.limits' one pixel limit for every image decoder, where it exists."""
-    try:
-        from convscope.limits import check_image_size
-    except ImportError:  # an older tree without the shared table: MAX_FILE_PIXELS below
-        return
+    """convscope.limits' one pixel limit for every image decoder, as a 413."""
     try:
         check_image_size(w, h, "the image")
     except ValueError as exc:
