@@ -1,6 +1,7 @@
 """preprocess.js against convscope.data.preprocess on the same drawings (run with Node)."""
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import subprocess
@@ -116,3 +117,54 @@ def test_whole_preparation_matches_prepare_image(config):
                 else 1e-4 if config["input_size"][1] == 32 else 1e-5
             np.testing.assert_allclose(got[k], want, atol=tol)
             k += 1
+
+
+RGBA_RUNNER = """
+const pp = require(process.argv[1]);
+const cases = JSON.parse(require("fs").readFileSync(0, "utf8"));
+process.stdout.write(JSON.stringify(cases.map((c) =>
+  Array.from(pp.prepareRGBA(Uint8ClampedArray.from(c.rgba), c.w, c.h, c.config, { file: true, preprocess: false }).x))));
+"""
+
+
+def _pictures():
+    """(name, PIL image) pairs: opaque RGB, RGBA with partial alpha (dark ink and light ink), grey."""
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    rgb = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    dark = np.zeros((56, 56, 4), np.uint8)
+    dark[..., :3] = rng.integers(0, 60, (56, 56, 3))
+    dark[..., 3] = rng.integers(0, 256, (56, 56))
+    light = dark.copy()
+    light[..., :3] = 255 - light[..., :3]
+    grey = rng.integers(0, 256, (96, 96), dtype=np.uint8)
+    return [("rgb", Image.fromarray(rgb, "RGB")), ("rgba-dark", Image.fromarray(dark, "RGBA")),
+            ("rgba-light", Image.fromarray(light, "RGBA")), ("grey", Image.fromarray(grey, "L"))]
+
+
+@pytest.mark.parametrize("config", [
+    {"preprocessing": {"kind": "resize", "size": [32, 32], "channels": 3},
+     "normalization": {"mean": [0.49, 0.48, 0.45], "std": [0.25, 0.24, 0.26]}, "input_size": [3, 32, 32]},
+    {"preprocessing": {"kind": "resize", "size": [28, 28], "channels": 1, "invert": True},
+     "normalization": {"mean": [0.286], "std": [0.353]}, "input_size": [1, 28, 28]},
+], ids=["rgb-32", "grey-28-inverted"])
+def test_uploaded_files_are_prepared_as_the_python_predictor_prepares_them(config):
+    """An uploaded file's decoded RGBA bytes (what a canvas gives the page) through prepareRGBA
+    against prepare_image on the same file: channels, transparency (flattened onto the
+    background that shows the ink), resize and the run's normalisation."""
+    from PIL import Image
+
+    pics = _pictures()
+    cases = []
+    for _, img in pics:
+        rgba = np.asarray(img.convert("RGBA"))
+        cases.append({"rgba": rgba.ravel().tolist(), "w": img.width, "h": img.height, "config": config})
+    res = subprocess.run([NODE, "-e", RGBA_RUNNER, str(JS)], input=json.dumps(cases), capture_output=True,
+                         text=True, timeout=120, check=True)
+    got = json.loads(res.stdout)
+    for (name, img), g in zip(pics, got):
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")  # the server reads the uploaded file's bytes
+        want = pp.prepare_image(Image.open(io.BytesIO(buf.getvalue())), config).numpy().ravel()
+        np.testing.assert_allclose(np.asarray(g), want, atol=1e-6, err_msg=name)

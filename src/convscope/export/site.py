@@ -6,6 +6,9 @@
     DIR/model.json          what GET /api/model answers, and the run's config and classes
     DIR/weights.json        every unit's weights (GET /api/weights), for networks up to 2M parameters
     DIR/samples.json        a page of the run's test images (GET /api/samples), when the data is here
+    DIR/samples_wrong.json  the misclassified ones (GET /api/samples?wrong=1): the first WRONG_KEPT of
+                            those among the first 1,000 test images, found when the site is built
+    DIR/gradcam.onnx        Grad-CAM's gradient graph (export/gradcam.py), where it can be exported
     DIR/ort/                onnxruntime-web's JavaScript and WebAssembly (npm, pinned)
 
 The page talks to the network only through `CS.engine`; in a site, `engine_ort.js`
@@ -34,6 +37,8 @@ ORT_FILES = ("ort.wasm.min.js", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-thr
 MARKER = ".convscope-site"
 MAX_WEIGHT_PARAMS = 2_000_000
 SAMPLES = 48
+WRONG_KEPT = 96      # misclassified test images kept (of those among the server's first 1,000)
+THUMB = 64           # web.samples' thumbnails: a larger image travels whole beside its thumbnail
 STATIC = Path(__file__).resolve().parents[1] / "web" / "static"
 
 
@@ -155,16 +160,40 @@ def _weights(explorer: Any) -> dict[str, Any]:
     return out
 
 
-def _samples(explorer: Any) -> dict[str, Any]:
+def _samples(explorer: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(a page of test images, the misclassified ones) as /api/samples and ?wrong=1 answer them."""
+    from convscope.web.samples import MAX_PAGE, Samples
+
     try:
-        return explorer.samples(offset=0, limit=SAMPLES)
+        source = Samples(explorer)
+        page = source.page(offset=0, limit=SAMPLES)
+        wrong = source.page(offset=0, limit=min(WRONG_KEPT, MAX_PAGE), wrong=True)
     except Exception as exc:  # no dataset on this machine: the site has no samples, and says why
-        return {"split": None, "total": 0, "offset": 0, "wrong": False, "samples": [],
-                "note": f"no samples in this site ({str(exc)[:160]})"}
+        empty = {"split": None, "total": 0, "offset": 0, "wrong": False, "samples": [],
+                 "note": f"no samples in this site ({str(exc)[:160]})"}
+        return empty, {**empty, "wrong": True}
+    wrong["kept"] = len(wrong["samples"])
+    for item in page["samples"] + wrong["samples"]:
+        img, _ = source.image(item["index"])
+        if max(img.shape[:2]) > THUMB:  # the thumbnail is smaller than what the server feeds
+            item["image"] = _png(img)
+    return page, wrong
+
+
+def _png(img: Any) -> str:
+    import base64
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def build_site(run_dir: str | Path, out: str | Path) -> dict[str, Any]:
     """Build the static explorer of `run_dir` into `out` (replaced whole, atomically)."""
+    from convscope.export.gradcam import export_gradcam
     from convscope.export.onnx import LOGITS, export_module
     from convscope.web.inference import FIRST_MAPS, FIRST_SCREEN_BYTES, KEEP_INPUTS, Explorer
 
@@ -179,15 +208,19 @@ def build_site(run_dir: str | Path, out: str | Path) -> dict[str, Any]:
         names = [layer["name"] for layer in explorer.layers if layer["kind"] != "input"]
         check = export_module(ShownLayers(explorer, names), tmp / "model.onnx", explorer.input_size,
                               [LOGITS, *names])
+        cam = export_gradcam(explorer.model, explorer.input_size, explorer.num_classes, tmp)
+        first, wrong = _samples(explorer)
         description = dict(explorer.describe())
         description["site"] = {"onnx": "model.onnx", "outputs": [LOGITS, *names], "ort_web": ORT_WEB_VERSION,
                                "first_screen_bytes": FIRST_SCREEN_BYTES, "first_maps": FIRST_MAPS,
-                               "keep_inputs": KEEP_INPUTS, "check_max_abs_diff": check.max_abs_diff}
+                               "keep_inputs": KEEP_INPUTS, "check_max_abs_diff": check.max_abs_diff,
+                               "gradcam": cam}
         config = {k: explorer.config.get(k) for k in ("model", "dataset", "classes", "input_size",
                                                        "normalization", "preprocessing")}
         _write_json(tmp / "model.json", {"description": description, "config": config})
         _write_json(tmp / "weights.json", _weights(explorer))
-        _write_json(tmp / "samples.json", _samples(explorer))
+        _write_json(tmp / "samples.json", first)
+        _write_json(tmp / "samples_wrong.json", wrong)
         (tmp / "index.html").write_text(page)
         shutil.copytree(STATIC, tmp / "static", ignore=shutil.ignore_patterns("index.html"))
         (tmp / "ort").mkdir()
@@ -206,7 +239,8 @@ def build_site(run_dir: str | Path, out: str | Path) -> dict[str, Any]:
     files = [p for p in dest.rglob("*") if p.is_file()]
     return {"out": str(dest), "files": len(files), "bytes": sum(p.stat().st_size for p in files),
             "onnx_bytes": (dest / "model.onnx").stat().st_size, "check_max_abs_diff": check.max_abs_diff,
-            "seconds": round(time.perf_counter() - t0, 2), "ort_web": ORT_WEB_VERSION}
+            "seconds": round(time.perf_counter() - t0, 2), "ort_web": ORT_WEB_VERSION,
+            "gradcam": cam.get("layer") or cam.get("unavailable")}
 
 
 def _umask() -> int:

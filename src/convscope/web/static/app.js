@@ -263,6 +263,12 @@
       $("model-info").textContent = `${model.model} · ${model.dataset || (model.random_weights ? "no run" : model.origin) || "?"} · ${c}×${h}×${w} · ${n} layers${rand}`;
       $("model-info").classList.toggle("random", !!model.random_weights);
       if (model.graph_note) $("graph-note").textContent = model.graph_note;
+      // an engine that cannot compute Grad-CAM (a static site without its gradient graph) says why
+      const noCam = CS.engine.gradcamUnavailable ? await CS.engine.gradcamUnavailable() : null;
+      if (noCam) {
+        ["gradcam-first", "gradcam-second"].forEach((id) => { $(id).disabled = true; });
+        $("gradcam-note").textContent = noCam;
+      }
       document.body.dataset.ready = "1";
       loadSamples();
     } catch (err) {

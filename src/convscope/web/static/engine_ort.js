@@ -25,14 +25,20 @@
       ort.env.wasm.numThreads = 1;       // no SharedArrayBuffer needed: any static host works
       const here = (f) => new URL(`ort/${f}`, location.href).href;  // see export/site.py: .mjs saved as .js
       ort.env.wasm.wasmPaths = { mjs: here("ort-wasm-simd-threaded.js"), wasm: here("ort-wasm-simd-threaded.wasm") };
-      const [m, weights, samples] = await Promise.all([getJSON("model.json"), getJSON("weights.json"), getJSON("samples.json")]);
-      const session = await ort.InferenceSession.create("model.onnx", { executionProviders: ["wasm"] });
-      return { desc: m.description, config: m.config, weights, samples, session, kept: new Map(), nextId: 1 };
+      const [m, weights, samples, wrong] = await Promise.all([getJSON("model.json"), getJSON("weights.json"),
+        getJSON("samples.json"), getJSON("samples_wrong.json")]);
+      const cam = m.description.site.gradcam || {};
+      // both graphs are fetched while the page loads: nothing is requested after that
+      const [session, camSession] = await Promise.all([
+        ort.InferenceSession.create("model.onnx", { executionProviders: ["wasm"] }),
+        cam.onnx ? ort.InferenceSession.create(cam.onnx, { executionProviders: ["wasm"] }) : null]);
+      return { desc: m.description, config: m.config, weights, samples, wrong, session, camSession, kept: new Map(), nextId: 1 };
     })();
     return site;
   }
 
   // ---- images in ------------------------------------------------------------------------
+  // -> {rgba, h, w}: the decoded bytes, for CS.preprocess.prepareRGBA
   async function decode(url, { file = false } = {}) {
     if (typeof url !== "string" || !url.startsWith("data:image/")) fail('send a "data:image/...;base64," URL');
     const img = new Image();
@@ -44,7 +50,7 @@
     c.width = w; c.height = h;
     const ctx = c.getContext("2d", { willReadFrequently: true });
     ctx.drawImage(img, 0, 0);
-    return { gray: CS.preprocess.rgbaToGray(ctx.getImageData(0, 0, w, h).data, w, h, { file }), h, w };
+    return { rgba: ctx.getImageData(0, 0, w, h).data, h, w };
   }
 
   function fromList(rows) {
@@ -151,6 +157,12 @@
   }
 
   // ---- Explorer.compute -------------------------------------------------------------------
+  // the network's input for a decoded image (rgba) or a 2-D list (gray), as the server prepares it
+  function prep(img, cfg, { file = false, preprocess = true } = {}) {
+    if (img.gray) return CS.preprocess.prepare(img.gray, img.h, img.w, cfg, preprocess);
+    return CS.preprocess.prepareRGBA(img.rgba, img.w, img.h, cfg, { file, preprocess });
+  }
+
   async function compute(s, x, shown, raw) {
     const [C, H, W] = s.desc.input_size;
     const t0 = performance.now();
@@ -168,7 +180,7 @@
       values[layer.name] = { data: t.data, shape: t.dims.slice(1).length === 3 ? t.dims.slice(1) : [t.data.length] };
     }
     const inputId = s.nextId++;
-    s.kept.set(inputId, values);
+    s.kept.set(inputId, { values, x, logits });
     while (s.kept.size > s.desc.site.keep_inputs) s.kept.delete(s.kept.keys().next().value);
     const layers = [];
     let budget = s.desc.site.first_screen_bytes, lo = Infinity, hi = -Infinity;
@@ -207,10 +219,11 @@
     const pre = cfg.preprocessing || {};
     const digits = pre.kind === "digits" && s.desc.input_size[0] === 1;
     if (request && request.sample !== undefined) {
-      const item = (s.samples.samples || []).find((it) => it.index === request.sample);
-      if (!item) fail(`sample ${request.sample} is not in this site (it keeps the first ${(s.samples.samples || []).length})`);
-      const img = await decode(item.png, { file: true });
-      const { x, shown } = CS.preprocess.prepare(img.gray, img.h, img.w, cfg, false);
+      const item = [...(s.samples.samples || []), ...(s.wrong.samples || [])].find((it) => it.index === request.sample);
+      if (!item) fail(`sample ${request.sample} is not in this site (it keeps ${(s.samples.samples || []).length} test images and ${(s.wrong.samples || []).length} misclassified ones)`);
+      // the image itself where the thumbnail is smaller (export/site.py)
+      const img = await decode(item.image || item.png, { file: true });
+      const { x, shown } = prep(img, cfg, { file: true, preprocess: false });
       const out = await compute(s, x, shown, null);
       out.sample = { index: item.index, truth: item.truth, label: item.label };
       return out;
@@ -219,10 +232,11 @@
     if (typeof preprocess !== "boolean") fail('"preprocess" must be true or false');
     const kinds = ["image", "png", "file"].filter((k) => request[k] !== undefined);
     if (kinds.length !== 1) fail('send exactly one of "image", "png" or "file"');
-    const img = request.image !== undefined ? fromList(request.image) : await decode(request.png || request.file, { file: request.file !== undefined });
-    const { x, shown } = CS.preprocess.prepare(img.gray, img.h, img.w, cfg, preprocess);
+    const file = request.file !== undefined;
+    const img = request.image !== undefined ? fromList(request.image) : await decode(request.png || request.file, { file });
+    const { x, shown } = prep(img, cfg, { file, preprocess });
     // the plain downsample beside the fed image (the fed image itself when not preprocessing)
-    const raw = digits ? (preprocess ? CS.preprocess.prepare(img.gray, img.h, img.w, cfg, false).shown : shown) : null;
+    const raw = digits ? (preprocess ? prep(img, cfg, { file, preprocess: false }).shown : shown) : null;
     return compute(s, x, shown, raw);
   }
 
@@ -235,8 +249,8 @@
     if (!(offset >= 0) || !(limit >= 1 && limit <= MAX_PAGE_MAPS)) fail(`offset must be >= 0 and limit 1..${MAX_PAGE_MAPS}`);
     if (!s.kept.size) fail("nothing predicted yet: draw something first");
     const id = opts.input != null ? Number(opts.input) : [...s.kept.keys()].pop();
-    const values = s.kept.get(id) || fail(`input ${id} is no longer kept (this page keeps the last ${s.desc.site.keep_inputs}); predict it again`);
-    const enc = encode(info, values[name], { offset, limit, sort });
+    const kept = s.kept.get(id) || fail(`input ${id} is no longer kept (this page keeps the last ${s.desc.site.keep_inputs}); predict it again`);
+    const enc = encode(info, kept.values[name], { offset, limit, sort });
     enc.input_id = id;
     return enc;
   }
@@ -249,10 +263,46 @@
 
   async function samples(opts = {}) {
     const s = await load();
-    const page = s.samples;
-    if (opts.wrong && Number(opts.wrong) !== 0) fail("this static site has no list of misclassified samples; `convscope serve` has one");
+    // misclassified: found when the site was built, over the first `evaluated` test images (export/site.py)
+    const page = opts.wrong && Number(opts.wrong) !== 0 ? s.wrong : s.samples;
+    if (page.note && !(page.samples || []).length) fail(page.note);
     const offset = Number(opts.offset || 0), limit = Number(opts.limit || 24);
+    if (!(offset >= 0) || !(limit >= 1 && limit <= 96)) fail("offset must be >= 0 and limit 1..96");
     return { ...page, offset, samples: (page.samples || []).slice(offset, offset + limit) };
+  }
+
+  // ---- why this class: Grad-CAM from the site's gradient graph (export/gradcam.py) ---------------
+  // why Grad-CAM cannot be computed in this site, or null when it can
+  async function gradcamUnavailable() {
+    const cam = (await load()).desc.site.gradcam || {};
+    return cam.onnx ? null : (cam.unavailable || "this static site has no Grad-CAM graph; `convscope serve` computes Grad-CAM");
+  }
+
+  async function gradcam(opts = {}) {
+    const s = await load();
+    const why = await gradcamUnavailable();
+    if (why) fail(why);
+    const rank = Number(opts.rank === undefined ? 0 : opts.rank);
+    if (rank !== 0 && rank !== 1) fail("rank must be 0 (the first guess) or 1 (the second)");
+    if (!s.kept.size) fail("no such input kept: predict something first");
+    const id = opts.input != null ? Number(opts.input) : [...s.kept.keys()].pop();
+    const kept = s.kept.get(id) || fail(`input ${id} is no longer kept (this page keeps the last ${s.desc.site.keep_inputs}); predict it again`);
+    const [C, H, W] = s.desc.input_size;
+    const target = kept.logits.map((_, i) => i).sort((a, b) => kept.logits[b] - kept.logits[a])[rank];
+    const onehot = new Float32Array(kept.logits.length);
+    onehot[target] = 1;
+    const res = await s.camSession.run({ input: new ort.Tensor("float32", kept.x, [1, C, H, W]), onehot: new ort.Tensor("float32", onehot, [1, onehot.length]) });
+    const heat = res.cam.data;
+    let peak = -Infinity;
+    for (const v of heat) if (v > peak) peak = v;
+    // as Explorer.gradcam: heat / peak (float32), clipped to [0, 1], times 255, rounded half to even
+    const q = new Uint8Array(heat.length);
+    for (let i = 0; i < heat.length; i++) {
+      const v = peak > 0 ? f32(heat[i] / peak) : heat[i];
+      q[i] = rint(f32((v < 0 ? 0 : v > 1 ? 1 : v) * 255));
+    }
+    return { input_id: id, rank, target, label: s.desc.classes[target], layer: s.desc.site.gradcam.layer,
+      shape: [res.cam.dims[0], res.cam.dims[1]], data: base64(q) };
   }
 
   async function health() {
@@ -263,6 +313,6 @@
 
   CS.engine = {
     kind: "browser", timings: [],
-    health, model: async () => (await load()).desc, predict, layer, weights, samples,
+    health, model: async () => (await load()).desc, predict, layer, weights, samples, gradcam, gradcamUnavailable,
   };
 })();

@@ -27,6 +27,7 @@
     const scale = inSize / outSize;
     const fs = Math.max(scale, 1);
     const support = filter.support * fs;
+    const ss = 1 / fs;  // Pillow multiplies by 1/filterscale (dividing differs in the last bit)
     const out = [];
     for (let xx = 0; xx < outSize; xx++) {
       const centre = (xx + 0.5) * scale;
@@ -34,7 +35,7 @@
       const xmax = Math.min(Math.trunc(centre + support + 0.5), inSize) - xmin;
       const k = new Float64Array(Math.max(xmax, 0));
       let ww = 0;
-      for (let x = 0; x < xmax; x++) { k[x] = filter.f((x + xmin - centre + 0.5) / fs); ww += k[x]; }
+      for (let x = 0; x < xmax; x++) { k[x] = filter.f((x + xmin - centre + 0.5) * ss); ww += k[x]; }
       if (ww !== 0) for (let x = 0; x < xmax; x++) k[x] /= ww;
       out.push({ xmin, k });
     }
@@ -215,15 +216,31 @@
     if (pre.kind === "digits") {
       img = prepareDigit(g, h, w, pre, preprocess);
       if (H !== MNIST || W !== MNIST) img = resizeF(img, MNIST, MNIST, H, W, "bilinear");
-    } else {  // "resize": the 8-bit image, plain bilinear resize, as folder datasets are loaded
-      const u8 = g.map((v) => roundHalfEven(v * 255));
-      img = resize8(u8, h, w, H, W, "bilinear").map((v) => f32(v / 255));
-      if (pre.invert) img = img.map((v) => f32(1 - v));
+    } else {  // "resize": the 8-bit image (a float array is rounded to 8 bits first, as _array_to_pil does)
+      return resized([g.map((v) => roundHalfEven(f32(v * 255)))], h, w, config);
     }
+    return normalise([img], config);
+  }
+
+  // "resize" runs: 8-bit planes (one grey, or R, G, B), plain bilinear resize, as folder datasets are loaded
+  function resized(planes, h, w, config) {
+    const pre = config.preprocessing || {};
+    const [, H, W] = config.input_size;
+    return normalise(planes.map((p) => {
+      let img = resize8(p, h, w, H, W, "bilinear").map((v) => f32(v / 255));
+      if (pre.invert) img = img.map((v) => f32(1 - v));
+      return img;
+    }), config);
+  }
+
+  // planes: one (H*W) plane in [0, 1] per channel, or one plane for every channel
+  function normalise(planes, config) {
+    const [C, H, W] = config.input_size;
     const mean = config.normalization.mean, std = config.normalization.std;
     const x = new Float32Array(C * H * W), shown = new Float64Array(C * H * W);
     for (let c = 0; c < C; c++) {
       const m = f32(mean[mean.length === 1 ? 0 : c]), s = f32(std[std.length === 1 ? 0 : c]);
+      const img = planes[planes.length === 1 ? 0 : c];
       for (let i = 0; i < H * W; i++) {
         const v = f32(img[i]);
         x[c * H * W + i] = f32(f32(v - m) / s);
@@ -261,7 +278,48 @@
     return g;
   }
 
-  const api = { resizeF, resize8, mnistStyle, rawDownsample, prepareDigit, prepare, rgbaToGray, roundHalfEven };
+  // Pillow's to_mode(img, channels) on RGBA bytes: a transparent image flattened onto the
+  // background that shows its ink (_flatten_alpha, in float32, rounded to 8 bits), then "L"
+  // (ITU-R 601 in fixed point) or "RGB". Returns one plane of 8-bit levels per channel.
+  function pillowPlanes(rgba, w, h, channels) {
+    const n = w * h;
+    let opaque = true;
+    for (let i = 0; i < n; i++) if (rgba[4 * i + 3] !== 255) { opaque = false; break; }
+    const rgb = [new Float64Array(n), new Float64Array(n), new Float64Array(n)];
+    if (opaque) {
+      for (let i = 0; i < n; i++) for (let c = 0; c < 3; c++) rgb[c][i] = rgba[4 * i + c];
+    } else {
+      const unit = (v) => f32(v / 255);
+      let weight = 0, dark = 0;
+      for (let i = 0; i < n; i++) {
+        const a = unit(rgba[4 * i + 3]);
+        const luma = f32(f32(f32(unit(rgba[4 * i]) * f32(0.299)) + f32(unit(rgba[4 * i + 1]) * f32(0.587))) + f32(unit(rgba[4 * i + 2]) * f32(0.114)));
+        weight += a; dark += f32(luma * a);
+      }
+      const bg = weight > 0 && dark / weight < 0.5 ? 1 : 0;
+      for (let i = 0; i < n; i++) {
+        const a = unit(rgba[4 * i + 3]), rest = f32(bg * f32(1 - a));
+        for (let c = 0; c < 3; c++) rgb[c][i] = roundHalfEven(f32(f32(f32(unit(rgba[4 * i + c]) * a) + rest) * 255));
+      }
+    }
+    if (channels === 3) return rgb;
+    const grey = new Float64Array(n);
+    for (let i = 0; i < n; i++) grey[i] = (rgb[0][i] * 19595 + rgb[1][i] * 38470 + rgb[2][i] * 7471 + 0x8000) >> 16;
+    return [grey];
+  }
+
+  /**
+   * The network's input for decoded image bytes (RGBA, as a canvas gives them), prepared as
+   * the server prepares the same file or drawing: {x, shown} as prepare() returns.
+   * file: an uploaded file (its transparency goes onto the background that shows the ink).
+   */
+  function prepareRGBA(rgba, w, h, config, { file = false, preprocess = true } = {}) {
+    const pre = config.preprocessing || {};
+    if (pre.kind === "digits") return prepare(rgbaToGray(rgba, w, h, { file }), h, w, config, preprocess);
+    return resized(pillowPlanes(rgba, w, h, config.input_size[0]), h, w, config);
+  }
+
+  const api = { prepareRGBA, pillowPlanes, resizeF, resize8, mnistStyle, rawDownsample, prepareDigit, prepare, rgbaToGray, roundHalfEven };
   if (typeof module !== "undefined" && module.exports) module.exports = api;
   else (root.CS = root.CS || {}).preprocess = api;
 })(typeof window !== "undefined" ? window : globalThis);
