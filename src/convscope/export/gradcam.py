@@ -64,7 +64,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 def export_gradcam(model: nn.Module, input_size: tuple[int, ...], num_classes: int, out_dir: Path, *,
-                   max_params: int = MAX_PARAMS) -> dict[str, Any]:
+                   max_params: int | None = None) -> dict[str, Any]:
     """Write `out_dir/gradcam.onnx`: {"onnx", "layer", "check_max_abs_diff"}; or, where the
     site cannot have it, {"unavailable": why} and nothing is written."""
     from torch._decomp import core_aten_decompositions
@@ -73,6 +73,7 @@ def export_gradcam(model: nn.Module, input_size: tuple[int, ...], num_classes: i
     from convscope.analysis.saliency import last_spatial_layer
     from convscope.export.onnx import OPSET
 
+    max_params = MAX_PARAMS if max_params is None else max_params
     n = sum(p.numel() for p in model.parameters())
     if n > max_params:
         return {"unavailable": f"Grad-CAM is not in this static site: the network has {n:,} parameters and the "
