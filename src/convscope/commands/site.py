@@ -42,5 +42,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {info['out']}/: {info['files']} files, {info['bytes'] / 1e6:.1f} MB "
           f"(model.onnx {info['onnx_bytes'] / 1e6:.2f} MB, onnxruntime-web {info['ort_web']}) in {info['seconds']:.1f} s")
     print(f"check: onnxruntime vs torch, every layer: max abs diff {info['check_max_abs_diff']:.2e}")
+    cam = info["gradcam"]
+    print(f"Grad-CAM: in the browser at {cam}" if " " not in str(cam) else f"Grad-CAM: {cam}")
     print(f"serve it with any static server, e.g.  python -m http.server -d {info['out']} 8001")
     return 0
