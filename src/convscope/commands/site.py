@@ -43,6 +43,6 @@ def run(args: argparse.Namespace) -> int:
           f"(model.onnx {info['onnx_bytes'] / 1e6:.2f} MB, onnxruntime-web {info['ort_web']}) in {info['seconds']:.1f} s")
     print(f"check: onnxruntime vs torch, every layer: max abs diff {info['check_max_abs_diff']:.2e}")
     cam = info["gradcam"]
-    print(f"Grad-CAM: in the browser at {cam}" if " " not in str(cam) else f"Grad-CAM: {cam}")
+    print(f"Grad-CAM: in the browser, at layer {cam['layer']}" if "layer" in cam else f"Grad-CAM: {cam['unavailable']}")
     print(f"serve it with any static server, e.g.  python -m http.server -d {info['out']} 8001")
     return 0

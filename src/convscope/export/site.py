@@ -240,7 +240,7 @@ def build_site(run_dir: str | Path, out: str | Path) -> dict[str, Any]:
     return {"out": str(dest), "files": len(files), "bytes": sum(p.stat().st_size for p in files),
             "onnx_bytes": (dest / "model.onnx").stat().st_size, "check_max_abs_diff": check.max_abs_diff,
             "seconds": round(time.perf_counter() - t0, 2), "ort_web": ORT_WEB_VERSION,
-            "gradcam": cam.get("layer") or cam.get("unavailable")}
+            "gradcam": {k: v for k, v in cam.items() if k in ("layer", "unavailable")}}
 
 
 def _umask() -> int:

@@ -210,7 +210,8 @@
     const t0 = performance.now();
     const out = await answer(s, request);
     // per drawing: decoding, preprocessing, the forward pass, encoding every layer
-    CS.engine.timings.push({ total_ms: performance.now() - t0, forward_ms: s.runMs });
+    const kind = request.sample !== undefined ? "sample" : request.png ? "drawing" : request.file ? "file" : "image";
+    CS.engine.timings.push({ kind, total_ms: performance.now() - t0, forward_ms: s.runMs });
     return out;
   }
 
