@@ -123,8 +123,9 @@ def _click_sample(page, i: int) -> int:
     return int(button.get_attribute("title").split()[2].rstrip(":,"))
 
 
-def _check_gradcam(page, server: str) -> None:
-    """The page's last input is the server's last: the same Grad-CAM, within one 8-bit level."""
+def _check_gradcam(page, server: str) -> float:
+    """The page's last input is the server's last: the same Grad-CAM, within one 8-bit level.
+    Returns the median ms of the in-browser Grad-CAM (the gradient graph's run and the scaling)."""
     page.get_by_test_id("gradcam-first").click()
     overlay = page.get_by_test_id("gradcam-overlay")
     overlay.wait_for(state="visible", timeout=30000)
@@ -137,6 +138,10 @@ def _check_gradcam(page, server: str) -> None:
         b = np.frombuffer(base64.b64decode(want["data"]), np.uint8).astype(int)
         assert np.abs(a - b).max() <= 1, f"Grad-CAM rank {rank} differs by {np.abs(a - b).max()}"
     page.get_by_test_id("gradcam-first").click()
+    ms = page.evaluate("""async () => { const out = [];
+        for (let i = 0; i < 7; i++) { const t = performance.now(); await CS.engine.gradcam({rank: i % 2}); out.push(performance.now() - t); }
+        return out.sort((a, b) => a - b)[3]; }""")
+    return round(ms, 2)
 
 
 def _check_wrong(page, server: str) -> None:
@@ -225,6 +230,7 @@ def _run_site(browser, run: Path, site: Path, info: dict, *, draw: bool, name: s
         page.wait_for_selector('body[data-ready="1"]', timeout=60000)
         load_s = time.perf_counter() - t0
         loaded = len(seen)
+        assert "runs in this browser" in page.locator("footer").inner_text()
         page.get_by_test_id("sample-0").wait_for(state="visible", timeout=30000)
         with live_server(create_app(run)) as server:
             if draw:  # the canvas as the server would get it: a plain resize, no centring
@@ -238,7 +244,7 @@ def _run_site(browser, run: Path, site: Path, info: dict, *, draw: bool, name: s
                 (_drop if i % 2 else _upload)(page, fname, raw, mime)
                 url = f"data:{mime};base64," + base64.b64encode(raw).decode()
                 _same(page, site_tests.post(server, {"file": url}), fname)
-            _check_gradcam(page, server)
+            cam_ms = _check_gradcam(page, server)
             shown = page.locator("#samples .sample").count()
             assert shown >= 2
             for i in (1, min(4, shown - 1)):
@@ -247,6 +253,8 @@ def _run_site(browser, run: Path, site: Path, info: dict, *, draw: bool, name: s
             _check_wrong(page, server)
             _check_layers(page)
         timings = page.evaluate("CS.engine.timings")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=False)
     finally:
         page.close()
         httpd.shutdown()
@@ -257,7 +265,8 @@ def _run_site(browser, run: Path, site: Path, info: dict, *, draw: bool, name: s
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     figures = {"run": name, "site_build_s": info["seconds"], "site_bytes": info["bytes"],
                "onnx_bytes": info["onnx_bytes"], "gradcam_bytes": (site / "gradcam.onnx").stat().st_size,
-               "samples_wrong_bytes": (site / "samples_wrong.json").stat().st_size, "page_load_s": round(load_s, 2)}
+               "samples_wrong_bytes": (site / "samples_wrong.json").stat().st_size, "page_load_s": round(load_s, 2),
+               "gradcam_ms_median": cam_ms}
     for kind in ("drawing", "file", "sample"):  # the in-browser engine's whole answer, per kind of input
         total = sorted(t["total_ms"] for t in timings if t["kind"] == kind)
         forward = sorted(t["forward_ms"] for t in timings if t["kind"] == kind)

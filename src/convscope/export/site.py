@@ -144,7 +144,10 @@ def _page() -> str:
     anchor = '<script src="static/engine.js"></script>'
     if anchor not in html:
         raise RuntimeError("index.html loads no static/engine.js: the page has no engine seam to plug into")
-    return html.replace(anchor, engine + anchor)
+    html = html.replace(anchor, engine + anchor)
+    # the server's footer would be wrong here: say where the network runs
+    return html.replace("the network runs on the server you started; nothing leaves this machine.",
+                        "a static site: the network runs in this browser (ONNX Runtime Web); nothing is sent anywhere.")
 
 
 def _weights(explorer: Any) -> dict[str, Any]:
