@@ -143,3 +143,57 @@ def test_a_network_outside_the_zoo_is_answered_in_the_server_process():
         assert not pool.ready and pool.answer(BODIES[:1]) is None
     finally:
         pool.close()
+
+
+def test_serve_answers_from_its_answer_processes_and_takes_them_along_when_killed(tmp_path):
+    import subprocess
+    import sys
+    import urllib.request
+    from pathlib import Path
+
+    from convscope.train.checkpoint import save_run
+
+    torch.manual_seed(5)
+    run = save_run(tmp_path / "run", create_model("lenet5_harley"), CFG)
+    proc = subprocess.Popen([sys.executable, "-m", "convscope", "serve", "--run", str(run), "--port", "0",
+                             "--answer-processes", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    try:
+        url = None
+        while url is None:
+            line = proc.stdout.readline()
+            assert line, "serve ended before printing its address"
+            if "http://127.0.0.1:" in line:
+                url = line.split("open ")[1].split()[0]
+        deadline = time.monotonic() + 180
+        while True:
+            with urllib.request.urlopen(url + "/api/health", timeout=10) as r:
+                pool = json.load(r)["batching"]["answer_processes"]
+            if pool["ready"]:
+                break
+            assert time.monotonic() < deadline, "the answer processes did not start"
+            time.sleep(0.2)
+        kids = [int(k) for task in Path(f"/proc/{proc.pid}/task").iterdir()
+                for k in (task / "children").read_text().split()]
+        assert len(kids) >= 2  # the answer processes (and multiprocessing's resource tracker)
+        req = urllib.request.Request(url + "/api/predict", data=json.dumps(BODIES[0]).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            served = json.load(r)
+        e = Explorer.from_run(run)
+        e.min_rows = MIN_ROWS
+        here = json.loads(answer_bodies(e, BODIES[:1])[0][0])
+        assert served["probabilities"] == here["probabilities"] and served["layers"] == here["layers"]
+        layer = served["layers"][1]["name"]
+        with urllib.request.urlopen(f"{url}/api/layer?name={layer}&input={served['input_id']}", timeout=30) as r:
+            assert json.load(r)["data"] == served["layers"][1]["data"]  # the server process kept the input
+    finally:
+        proc.kill()
+        proc.wait(10)
+    deadline = time.monotonic() + 10
+    alive = kids
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [k for k in kids if os.path.exists(f"/proc/{k}")
+                 and open(f"/proc/{k}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"]
+    assert not alive, f"answer processes {alive} outlived the killed server"
