@@ -125,9 +125,10 @@ def load_phase(port: int, clients: int, seconds: float, bad_share: float = 0.0, 
                                for i in range(clients)))
 
     cpu0 = cpu_seconds(pid) if pid else 0.0
-    t0 = time.perf_counter()
+    t0, own0 = time.perf_counter(), time.process_time()
     asyncio.run(run())
     wall = time.perf_counter() - t0
+    own = time.process_time() - own0
     cpu = cpu_seconds(pid) - cpu0 if pid else 0.0
     ms = sorted(x * 1000 for x in lat)
     q = lambda p: round(ms[min(len(ms) - 1, int(p * len(ms)))], 2) if ms else None  # noqa: E731
@@ -138,25 +139,36 @@ def load_phase(port: int, clients: int, seconds: float, bad_share: float = 0.0, 
             "errors": sum(v for k, v in statuses.items() if k >= 500 or k < 0),
             # CPU the server spent per answer (good and bad): what the machine's load cannot inflate much
             "server_cpu_ms_per_request": round(cpu * 1000 / max(1, sum(statuses.values())), 3) if pid else None,
-            "server_cpu_share": round(cpu / wall, 2) if pid else None}
+            "server_cpu_share": round(cpu / wall, 2) if pid else None,
+            # the load generator shares the machine: how much of a core it took
+            "client_cpu_share": round(own / wall, 2)}
 
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process and its children (uvicorn workers), from /proc."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        kids = children(pid)
     except OSError:
         return 0.0
     own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return own + sum(cpu_seconds(int(k)) for k in kids)
 
 
+def children(pid: int) -> list[str]:
+    """Child pids of every thread of `pid` (a child belongs to the thread that started it)."""
+    return [k for task in Path(f"/proc/{pid}/task").iterdir() for k in (task / "children").read_text().split()]
+
+
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """Resident memory of a process and its children (the answer processes), in MB."""
+    try:
+        own = next(int(line.split()[1]) / 1024 for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                   if line.startswith("VmRSS:"))
+        kids = children(pid)
+    except (OSError, StopIteration):
+        return 0.0
+    return own + sum(rss_mb(int(k)) for k in kids)
 
 
 def start_server(run: Path, threads: int, workers: int = 1) -> tuple[subprocess.Popen, int]:
@@ -199,14 +211,14 @@ def predict_only_ms(run: Path, n: int = 300) -> dict:
 
 
 def fallback_run() -> Path:
-    """A random-weight lenet5 run (latency does not depend on the weights)."""
+    """A random-weight lenet5_harley run (the demo's network) (latency does not depend on the weights)."""
     from convscope.models import create_model
     from convscope.train.checkpoint import save_run
 
-    cfg = {"model": {"name": "lenet5", "kwargs": {}}, "dataset": "mnist", "classes": [str(i) for i in range(10)],
+    cfg = {"model": {"name": "lenet5_harley", "kwargs": {}}, "dataset": "mnist", "classes": [str(i) for i in range(10)],
            "input_size": [1, 28, 28], "normalization": {"mean": [0.1307], "std": [0.3081]},
            "preprocessing": {"kind": "digits", "invert": False}}
-    return save_run(Path(tempfile.mkdtemp(prefix="convscope-bench-")) / "run", create_model("lenet5"), cfg)
+    return save_run(Path(tempfile.mkdtemp(prefix="convscope-bench-")) / "run", create_model("lenet5_harley"), cfg)
 
 
 # ---- batching and the classroom ----------------------------------------------------------
@@ -216,39 +228,85 @@ def fallback_run() -> Path:
 
 LAUNCH = """
 import sys, torch, uvicorn
-from convscope.commands.serve import _bind
+from convscope.web.live import bind_socket
 from convscope.web import create_app
 torch.set_num_threads(1)
-app = create_app(sys.argv[1], max_batch=int(sys.argv[2]))
-sock = _bind("127.0.0.1", 0)
+app = create_app(sys.argv[1], max_batch=int(sys.argv[2]), **({"processes": int(sys.argv[5])} if sys.argv[5] != "0" else {}))
+sock = bind_socket("127.0.0.1", 0)
 print(f"http://127.0.0.1:{sock.getsockname()[1]}/", flush=True)
-uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False)).run(sockets=[sock])
+uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, http=sys.argv[3],
+                              loop=sys.argv[4])).run(sockets=[sock])
 """
 
+# today's server: the code of this commit (the last one before the batching work), unbatched,
+# with the HTTP parser and event loop it had (h11 and asyncio: httptools and uvloop came after)
+BASELINE_REF = "8946cd0"
 
-def start_app(run: Path, max_batch: int) -> tuple[subprocess.Popen, int]:
-    """The explorer app (one process, 1 torch thread) with the given batch limit, on a free port."""
-    proc = subprocess.Popen([sys.executable, "-c", LAUNCH, str(run), str(max_batch)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+
+def baseline_source(ref: str) -> Path:
+    """`src/` of the commit `ref`, extracted into a temporary folder (git archive)."""
+    out = Path(tempfile.mkdtemp(prefix="convscope-baseline-"))
+    try:
+        tar = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "src"], check=True, capture_output=True).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise SystemExit(f"serve.py: cannot read commit {ref!r} for the baseline ({exc}); pass --baseline-ref REF")
+    subprocess.run(["tar", "-x", "-C", str(out)], input=tar, check=True)
+    return out / "src"
+
+
+def start_app(run: Path, max_batch: int, *, source: Path | None = None, http: str = "auto",
+              loop: str = "auto", processes: int = 0) -> tuple[subprocess.Popen, int]:
+    """The explorer app (one server process, 1 torch thread) with the given batch limit and
+    answer processes (web/pool.py), on a free port, once it answers with all of them;
+    `source`: another checkout's src/ to run instead of this one (the baseline)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
+    proc = subprocess.Popen([sys.executable, "-c", LAUNCH, str(run), str(max_batch), http, loop, str(processes)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if "http://127.0.0.1:" in line:
-            return proc, int(line.split("http://127.0.0.1:")[1].split("/")[0])
+            port = int(line.split("http://127.0.0.1:")[1].split("/")[0])
+            if processes:
+                wait_for_answer_processes(port, deadline)
+            return proc, port
         if not line and proc.poll() is not None:
             break
     proc.kill()
     raise RuntimeError("the explorer app did not start")
 
 
-def batching_comparison(run: Path, seconds: float, rounds: int = 2) -> dict:
-    """16 clients against max_batch=1 (today's server) and max_batch=32, alternated `rounds` times."""
+def wait_for_answer_processes(port: int, deadline: float) -> None:
+    import urllib.request
+
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=5) as r:
+                if ((json.load(r).get("batching") or {}).get("answer_processes") or {}).get("ready"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("the answer processes did not start")
+
+
+def batching_comparison(run: Path, seconds: float, rounds: int = 2, baseline_ref: str = BASELINE_REF) -> dict:
+    """16 clients against today's server (the commit `baseline_ref`, unbatched, h11/asyncio),
+    this tree unbatched (max_batch=1) and this tree as served (max_batch=32), alternated."""
     keys = ("predictions_per_s", "median_ms", "p99_ms", "errors", "server_cpu_ms_per_request",
             "server_cpu_share")
-    phases: dict[str, list[dict]] = {"unbatched": [], "batched": []}
+    source = baseline_source(baseline_ref)
+    from convscope.web.pool import default_processes
+
+    servers = {"today": dict(max_batch=1, source=source, http="h11", loop="asyncio"),
+               "unbatched": dict(max_batch=1), "batched_one_process": dict(max_batch=32),
+               "batched": dict(max_batch=32, processes=default_processes())}
+    phases: dict[str, list[dict]] = {k: [] for k in servers}
     for _ in range(rounds):
-        for label, max_batch in (("unbatched", 1), ("batched", 32)):
-            proc, port = start_app(run, max_batch)
+        for label, how in servers.items():
+            proc, port = start_app(run, **how)
             try:
                 load_phase(port, 4, 1.0)  # warm-up
                 r = load_phase(port, 16, seconds, pid=proc.pid)
@@ -256,12 +314,17 @@ def batching_comparison(run: Path, seconds: float, rounds: int = 2) -> dict:
             finally:
                 proc.terminate()
                 proc.wait(10)
-    best = {k: max(v, key=lambda r: r["predictions_per_s"]) for k, v in phases.items()}
-    ratio = best["batched"]["predictions_per_s"] / best["unbatched"]["predictions_per_s"]
-    cpu = best["unbatched"]["server_cpu_ms_per_request"] / best["batched"]["server_cpu_ms_per_request"]
-    return {"clients": 16, "seconds_per_phase": seconds, "phases": phases,
-            "throughput_ratio_best": round(ratio, 2), "cpu_per_answer_ratio": round(cpu, 2),
-            "goals": {"at_least_2x": ratio >= 2, "p99_under_50ms": best["batched"]["p99_ms"] < 50,
+    med = {k: statistics.median(r["predictions_per_s"] for r in v) for k, v in phases.items()}
+    ratio = med["batched"] / med["today"]
+    cpu = (statistics.median(r["server_cpu_ms_per_request"] for r in phases["today"])
+           / statistics.median(r["server_cpu_ms_per_request"] for r in phases["batched"]))
+    return {"clients": 16, "seconds_per_phase": seconds, "baseline_ref": baseline_ref,
+            "answer_processes": servers["batched"]["processes"], "phases": phases,
+            "median_predictions_per_s": med, "throughput_ratio_vs_today": round(ratio, 2),
+            "throughput_ratio_vs_unbatched": round(med["batched"] / med["unbatched"], 2),
+            "cpu_per_answer_ratio_vs_today": round(cpu, 2),
+            "goals": {"at_least_2x": ratio >= 2,
+                      "p99_under_50ms": max(r["p99_ms"] for r in phases["batched"]) < 50,
                       "no_errors": all(r["errors"] == 0 for v in phases.values() for r in v)}}
 
 
@@ -348,7 +411,9 @@ def classroom(run: Path, students: int = 200, seconds: float = 60.0, malformed: 
     if not 1 <= students <= 2000 or not 1 <= seconds <= 600:
         raise SystemExit("classroom: 1-2000 students for 1-600 s")
     good, bad = classroom_drawings(), [request_bytes(b) for b in malformed_bodies()]
-    proc, port = start_app(run, 32)
+    from convscope.web.pool import default_processes
+
+    proc, port = start_app(run, 32, processes=default_processes())
     lat: list[float] = []
     statuses: dict[int, int] = {}
     try:
@@ -488,6 +553,9 @@ def main() -> int:
                     help="only: today's server (max_batch=1) against micro-batching, 16 clients")
     ap.add_argument("--classroom", action="store_true",
                     help="only: 200 simulated students for 60 s (10%% malformed) against the batching server")
+    ap.add_argument("--baseline-ref", default=BASELINE_REF,
+                    help="--batching: the commit whose unbatched server is today's (default %(default)s)")
+    ap.add_argument("--rounds", type=int, default=3, help="--batching: rounds of the three servers")
     ap.add_argument("--students", type=int, default=200, help="--classroom: how many (default 200)")
     ap.add_argument("--seconds", type=float, default=None, help="--batching/--classroom: phase length")
     ap.add_argument("--explorer-speed", action="store_true",
@@ -506,7 +574,8 @@ def main() -> int:
         out = {"run": str(run), "cpus": os.cpu_count(), "loadavg_before": round(os.getloadavg()[0], 1)}
         if args.batching:
             out["in_process_cpu_per_answer"] = in_process_batch_cpu(run)
-            out["batching_16_clients"] = batching_comparison(run, args.seconds or (3 if args.quick else 10))
+            out["batching_16_clients"] = batching_comparison(run, args.seconds or (3 if args.quick else 10),
+                                                             rounds=args.rounds, baseline_ref=args.baseline_ref)
         if args.classroom:
             out["classroom"] = classroom(run, args.students, args.seconds or (10 if args.quick else 60))
         print(json.dumps(out, indent=2))

@@ -256,3 +256,46 @@ def test_call_runs_in_the_batch_thread_between_batches():
     assert run(main()) == 7
     assert seen[0].startswith("batch:") and seen[1].startswith("call:")
     assert seen[0].split(":")[1] == seen[1].split(":")[1]  # the same one worker thread
+
+
+def test_several_at_a_time_share_a_burst_among_the_free_workers():
+    calls: list[tuple[list[int], str]] = []
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    def slow(xs):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        calls.append((list(xs), threading.current_thread().name))
+        time.sleep(0.05)  # as a batch handed to another process and waited for
+        with lock:
+            running[0] -= 1
+        return [x + 1 for x in xs]
+
+    async def main():
+        b = Batcher(slow, max_batch=32, max_wait_s=0.01, concurrency=2)
+        out = await asyncio.gather(*(b.submit(i) for i in range(16)))
+        b.close()
+        return out
+
+    assert run(main()) == [i + 1 for i in range(16)]
+    assert sorted(len(c) for c, _ in calls) == [8, 8]           # not one batch of 16 beside an idle worker
+    assert most[0] == 2 and len({name for _, name in calls}) == 2
+    assert sorted(x for c, _ in calls for x in c) == list(range(16))
+
+
+def test_with_several_at_a_time_call_has_its_own_thread_and_is_not_queued_behind_batches():
+    async def main():
+        b = Batcher(lambda xs: time.sleep(0.3) or xs, max_batch=1, max_wait_s=0.0, concurrency=2)
+        first = [asyncio.ensure_future(b.submit(i)) for i in range(2)]
+        await asyncio.sleep(0.02)  # both batch threads are busy
+        t0 = time.perf_counter()
+        name = await b.call(lambda: threading.current_thread().name)
+        waited = time.perf_counter() - t0
+        await asyncio.gather(*first)
+        b.close()
+        return name, waited
+
+    name, waited = run(main())
+    assert name.startswith("convscope-call") and waited < 0.2

@@ -33,6 +33,9 @@ def _run(tmp_path):
     (["serve", "--port", "70000"], "--port"),
     (["serve", "--threads", "0"], "--threads"),
     (["serve", "--workers", "0"], "--workers"),
+    (["serve", "--answer-processes", "many"], "--answer-processes"),
+    (["serve", "--answer-processes", "-1"], "--answer-processes"),
+    (["serve", "--answer-processes", "2", "--workers", "2"], "--workers 1"),
 ])
 def test_bad_arguments_exit_2_with_a_message(argv, words, capsys):
     assert main(argv) == 2
@@ -135,8 +138,15 @@ def test_serve_starts_prints_its_address_and_answers(tmp_path, workers):
                     health = json.load(r)
             except OSError:
                 time.sleep(0.2)
+        batching = health.pop("batching")
         assert health == {"status": "ok", "model": "lenet5", "run": run.name, "dataset": "mnist",
                           "classes": [str(i) for i in range(10)], "random_weights": False, "origin": run.name}
+        assert batching["max_batch"] == 32
+        # one server process computes its answers in answer processes (one per core here)
+        from convscope.web.pool import default_processes
+
+        expected = default_processes() if workers == 1 else 0
+        assert (batching["answer_processes"] or {}).get("processes", 0) == expected
         with urllib.request.urlopen(url + "/", timeout=10) as r:
             assert b'data-testid="draw-canvas"' in r.read()
     finally:

@@ -41,6 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "see docs/benchmarks.md)")
     parser.add_argument("--workers", type=int, default=1,
                         help="server processes, each with its own copy of the model (default 1)")
+    parser.add_argument("--answer-processes", default="auto", metavar="N|auto",
+                        help="processes that compute batches of /api/predict answers for the one server "
+                             "process (default auto: one per core, at most 4, none on one core; 0: the server "
+                             "process computes them). Only with --workers 1")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads < 1 or args.workers < 1:
         which = "--threads" if args.threads < 1 else "--workers"
         raise UserError(f"{which} must be 1 or more, got {min(args.threads, args.workers)}")
+    processes = _answer_processes(args.answer_processes, args.workers)
     import torch
     import uvicorn
 
@@ -58,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     if args.model is None and args.run is None:
         args.run = DEFAULT_RUN
-    app = create_app(args.run) if args.model is None else create_app(model=args.model)
+    app = (create_app(args.run, processes=processes) if args.model is None
+           else create_app(model=args.model, processes=processes))
     sock = bind_socket(args.host, args.port)  # bound before printing, so the address is true
     port = sock.getsockname()[1]
     explorer = app.state.explorer
@@ -81,6 +87,23 @@ def run(args: argparse.Namespace) -> int:
     config = uvicorn.Config("convscope.web.app:app_from_env", factory=True, workers=args.workers, **common)
     Multiprocess(config, sockets=[sock]).run()
     return 0
+
+
+def _answer_processes(value: str, workers: int) -> int:
+    if value == "auto":
+        from convscope.web.pool import default_processes
+
+        return default_processes() if workers == 1 else 0
+    try:
+        n = int(value)
+    except ValueError:
+        raise UserError(f"--answer-processes must be a whole number or auto, got {value!r}") from None
+    if not 0 <= n <= 64:
+        raise UserError(f"--answer-processes must be between 0 and 64, got {n}")
+    if n and workers > 1:
+        raise UserError("--answer-processes is for one server process; with --workers N each worker "
+                        "computes its own answers (pass --answer-processes 0 or --workers 1)")
+    return n
 
 
 class QuietShutdown:

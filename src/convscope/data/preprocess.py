@@ -33,6 +33,8 @@ whole run config (config.json) or just its "preprocessing" dict.
 """
 from __future__ import annotations
 
+import functools
+
 import io
 from pathlib import Path
 from typing import Any, Union
@@ -185,7 +187,11 @@ def mnist_style(gray: np.ndarray) -> np.ndarray:
     gives zeros. If centring would push ink off the field (a very lopsided
     glyph), the box is clamped inside the field instead.
     """
-    g = to_gray(gray)
+    return _mnist_style(to_gray(gray))
+
+
+def _mnist_style(g: np.ndarray) -> np.ndarray:
+    """`mnist_style` of a 2-D float32 array already in [0, 1]."""
     out = np.zeros((MNIST_SIZE, MNIST_SIZE), dtype=np.float32)
     box = _ink_box(g)
     if box is None:
@@ -212,8 +218,7 @@ def raw_downsample(gray: np.ndarray) -> np.ndarray:
     What a naive resize feeds the network; shown beside `mnist_style` to make
     the difference visible.
     """
-    g = to_gray(gray)
-    return _resize_float(g, (MNIST_SIZE, MNIST_SIZE), Image.Resampling.BOX)
+    return _resize_float(to_gray(gray), (MNIST_SIZE, MNIST_SIZE), Image.Resampling.BOX)
 
 
 def _border_level(gray: np.ndarray) -> float:
@@ -230,14 +235,16 @@ def has_light_background(gray: np.ndarray) -> bool:
     return _border_level(gray) > 0.5
 
 
-def _clean_digit(gray: np.ndarray) -> np.ndarray:
+def _clean_digit(gray: np.ndarray, background: float | None = None) -> np.ndarray:
     """White-on-black with a black background: subtract the border level, stretch to 1.
 
     Only for images whose border is not already black. Paper photographed
     under a lamp is never 0; MNIST's background is. Left-over
     background below 20% of the ink is set to 0 so it does not widen the ink box.
+    `background`: `_border_level(gray)` when the caller has it.
     """
-    background, peak = _border_level(gray), float(gray.max())
+    background = _border_level(gray) if background is None else background
+    peak = float(gray.max())
     if background < 0.05:  # already black (a canvas, an MNIST digit): leave every grey level
         return gray
     if peak - background < 0.1:  # no stroke stands out of the paper: nothing drawn
@@ -265,9 +272,15 @@ def _normalize(x: torch.Tensor, mean: list[float], std: list[float]) -> torch.Te
     c = x.shape[1]
     if len(mean) not in (1, c) or len(std) not in (1, c):
         raise ValueError(f"normalisation has {len(mean)} means and {len(std)} stds for {c} channels")
-    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+    m, s = stats_tensors(tuple(mean), tuple(std))
     return (x - m) / s
+
+
+@functools.lru_cache(maxsize=64)
+def stats_tensors(mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The normalisation as (1, C, 1, 1) float32 tensors, made once per (mean, std): read only."""
+    return (torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1),
+            torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
 
 def _digit_gray(image: ImageLike, pre: dict[str, Any], auto_invert: bool | None) -> np.ndarray:
@@ -275,9 +288,11 @@ def _digit_gray(image: ImageLike, pre: dict[str, Any], auto_invert: bool | None)
     g = to_gray(image)
     auto = pre.get("auto_invert", True) if auto_invert is None else auto_invert
     if auto:
-        if has_light_background(g):
-            g = 1.0 - g  # black ink on white paper -> MNIST's white ink on black
-        g = _clean_digit(g)
+        level = _border_level(g)
+        if level > 0.5:  # has_light_background: black ink on white paper -> MNIST's white ink on black
+            g = 1.0 - g
+            level = None  # the inverted image's border (the median of 1 - g is not 1 - median in float32)
+        g = _clean_digit(g, level)
     return g
 
 
@@ -319,8 +334,8 @@ def prepare_digit_pair(image: ImageLike, config: dict[str, Any], *,
     pre, mean, std = _read_config(config)
     if pre["kind"] != "digits":
         raise ValueError("prepare_digit_pair is for digits runs; this run resizes its images")
-    g = _digit_gray(image, pre, auto_invert)
-    fed, raw = mnist_style(g), raw_downsample(g)
+    g = _digit_gray(image, pre, auto_invert)  # float32 in [0, 1]: no second check needed
+    fed, raw = _mnist_style(g), _resize_float(g, (MNIST_SIZE, MNIST_SIZE), Image.Resampling.BOX)
     if pre.get("invert", False):
         fed, raw = 1.0 - fed, 1.0 - raw
     return _normalize(_digit_tensor(fed, pre), mean, std), _normalize(_digit_tensor(raw, pre), mean, std)

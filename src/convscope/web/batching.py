@@ -1,14 +1,15 @@
 """A micro-batcher: requests that arrive together are answered by one call.
 
-    batcher = Batcher(run_batch, max_batch=32, max_wait_s=0.002)
+    batcher = Batcher(run_batch, max_batch=32, max_wait_s=0.002, concurrency=1)
     answer = await batcher.submit(item)
 
-`run_batch(items) -> answers` runs in one worker thread (so the event loop
-keeps reading requests while a batch is computed; torch, Pillow and zlib let go
-of the GIL while they work). A batch starts when the worker is free and either
+`run_batch(items) -> answers` runs in worker threads (so the event loop keeps
+reading requests while a batch is computed), at most `concurrency` batches at a
+time (more than one when `run_batch` hands its batch to another process and
+waits: web/pool.py). A batch starts when a worker is free and either
 `max_batch` items are waiting or the oldest has waited `max_wait_s`; whatever
-arrives while a batch runs goes into the next one, so under load batches grow
-by themselves and an idle server adds at most `max_wait_s` to an answer.
+arrives while the batches run goes into the next one, so under load batches
+grow by themselves and an idle server adds at most `max_wait_s` to an answer.
 
 Failures stay with the item that caused them: `run_batch` may put an exception
 in an item's place (it is raised to that item's caller alone), and if
@@ -55,17 +56,22 @@ class BatchStats:
 
 class Batcher(Generic[X, Y]):
     def __init__(self, run_batch: Callable[[list[X]], Sequence[Y | BaseException]], *, max_batch: int = 32,
-                 max_wait_s: float = 0.002, max_queue: int = 4096) -> None:
-        if max_batch < 1 or max_wait_s < 0 or max_queue < 1:
-            raise ValueError("max_batch and max_queue must be >= 1 and max_wait_s >= 0")
+                 max_wait_s: float = 0.002, max_queue: int = 4096, concurrency: int = 1) -> None:
+        if max_batch < 1 or max_wait_s < 0 or max_queue < 1 or concurrency < 1:
+            raise ValueError("max_batch, max_queue and concurrency must be >= 1 and max_wait_s >= 0")
         self.run_batch = run_batch
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self.max_queue = max_queue
         self.stats = BatchStats()
         self._queue: deque[tuple[X, asyncio.Future, float]] = deque()
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="convscope-batch")
-        self._busy = False
+        self.concurrency = concurrency
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="convscope-batch")
+        # `call`'s work must not overlap a batch computed in this process: with one batch
+        # thread it queues behind the batches; with several it has a thread of its own
+        # (run_batch then guards its in-process work itself)
+        self._calls = self._pool if concurrency == 1 else ThreadPoolExecutor(1, thread_name_prefix="convscope-call")
+        self._running = 0
         self._timer: asyncio.TimerHandle | None = None
         self._lock = threading.Lock()  # stats are read from other threads (tests, /api/health)
 
@@ -80,17 +86,20 @@ class Batcher(Generic[X, Y]):
         return await fut
 
     async def call(self, fn: Callable, *args, **kwargs):
-        """Run `fn` in the batches' worker thread (between batches): work that must not overlap
-        a batch, e.g. another forward pass of the same model, goes here."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        """Run `fn` off the event loop: in the batches' worker thread (between batches) when
+        there is one, so work that must not overlap a batch, e.g. another forward pass of the
+        same model, goes here; in a thread of its own when there are several."""
+        return await asyncio.get_running_loop().run_in_executor(self._calls, functools.partial(fn, *args, **kwargs))
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._calls is not self._pool:
+            self._calls.shutdown(wait=False, cancel_futures=True)
 
     # ---- scheduling (event-loop thread only) ------------------------------------------------
 
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._busy or not self._queue:
+        if self._running >= self.concurrency or not self._queue:
             return
         waited = time.perf_counter() - self._queue[0][2]
         if len(self._queue) >= self.max_batch or waited >= self.max_wait_s:
@@ -106,19 +115,23 @@ class Batcher(Generic[X, Y]):
         self._schedule(loop)
 
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        # with several batches at a time, what waits is shared among the free workers (16
+        # requests and 2 free workers: two batches of 8), so no worker idles beside a big batch
+        take = min(self.max_batch, -(-len(self._queue) // (self.concurrency - self._running)))
         batch = []
-        while self._queue and len(batch) < self.max_batch:
+        while self._queue and len(batch) < take:
             item, fut, _ = self._queue.popleft()
             if not fut.done():  # a caller that went away (cancelled) needs no answer
                 batch.append((item, fut))
         if not batch:
             return self._schedule(loop)
-        self._busy = True
+        self._running += 1
         task = loop.run_in_executor(self._pool, self._run, [item for item, _ in batch])
         task.add_done_callback(lambda t: self._finish(loop, batch, t))
+        self._schedule(loop)  # a free worker may take what is still waiting
 
     def _finish(self, loop: asyncio.AbstractEventLoop, batch: list, task: asyncio.Future) -> None:
-        self._busy = False
+        self._running -= 1
         if task.cancelled():
             outcomes: Sequence = [RuntimeError("the server is shutting down")] * len(batch)
         elif task.exception() is not None:

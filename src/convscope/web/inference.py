@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from convscope.web import graph as graphs
-from convscope.web.encoding import InputError, answer_json, as_lists, encode_maps, grid_json  # noqa: F401
+from convscope.web.encoding import (InputError, answer_json, as_lists, encode_maps, encode_maps_rows,  # noqa: F401
+                                    grid_json)
 
 FIRST_SCREEN_BYTES = 320 * 1024   # uint8 values of activations in one answer (~0.45 MB as base64)
 FIRST_MAPS = 8                    # maps per layer in the answer when a layer is larger than that
@@ -140,9 +141,9 @@ class Explorer:
     def _values_for(self, input_id: int | None) -> tuple[int, dict[str, torch.Tensor]]:
         with self._lock:
             if input_id is None:
-                if not self._values:
+                if not self._inputs:
                     raise InputError("nothing predicted yet: POST /api/predict first", 409)
-                input_id = next(reversed(self._values))
+                input_id = next(reversed(self._inputs))  # the last answered (maybe by an answer process)
             if input_id in self._values:
                 self._values.move_to_end(input_id)
                 return input_id, self._values[input_id]
@@ -154,10 +155,20 @@ class Explorer:
         self._keep(input_id, x, values)
         return input_id, values
 
-    def _keep(self, input_id: int, x: torch.Tensor, values: dict[str, torch.Tensor]) -> None:
+    def new_ids(self, n: int) -> list[int]:
+        """n fresh input ids (for answers computed elsewhere: web/pool.py)."""
+        with self._lock:
+            return [next(self._ids) for _ in range(n)]
+
+    def remember(self, input_id: int, x: torch.Tensor) -> None:
+        """Keep an input answered elsewhere, so /api/layer and /api/gradcam can compute it again."""
+        self._keep(input_id, x, None)
+
+    def _keep(self, input_id: int, x: torch.Tensor, values: dict[str, torch.Tensor] | None) -> None:
         with self._lock:
             self._inputs[input_id] = x
-            self._values[input_id] = values
+            if values is not None:
+                self._values[input_id] = values
             while len(self._inputs) > KEEP_INPUTS:
                 self._inputs.popitem(last=False)
             while len(self._values) > KEEP_VALUES:
@@ -260,11 +271,14 @@ class Explorer:
             raise out
         return out
 
-    def compute_many(self, xs: list[torch.Tensor], raws: list[np.ndarray | None]) -> list[Any]:
+    def compute_many(self, xs: list[torch.Tensor], raws: list[np.ndarray | None],
+                     ids: list[int] | None = None) -> list[Any]:
         """`compute` for several prepared inputs with one forward pass: an answer, or the
         InputError of that input alone, for each. The pass has at least `min_rows` rows (zeros
         fill the rest): float32 GEMM takes other kernels for 1-15 rows than for more, whose
-        sums differ in the last bits, and an answer must not depend on its batch's size."""
+        sums differ in the last bits, and an answer must not depend on its batch's size.
+        `ids`: the input ids to answer with (given by the process that keeps the inputs; nothing
+        is kept here then); default: new ids, and the inputs are kept here."""
         ok = [i for i, x in enumerate(xs) if math.isfinite(float(x.sum()))]
         out: list[Any] = [InputError("the image could not be prepared into finite values", 422)] * len(xs)
         if not ok:
@@ -275,16 +289,20 @@ class Explorer:
             batch = torch.cat([batch, batch.new_zeros(self.min_rows - n, *batch.shape[1:])])
         logits, values = self._forward(batch)
         rows = batch.shape[0]
+        shared = _BatchLayers(self, values, len(ok)) if len(ok) > 1 else None
         for row, i in enumerate(ok):
             one = {k: v[row:row + 1] if isinstance(v, torch.Tensor) and v.dim() and v.shape[0] == rows else v
                    for k, v in values.items()}
-            out[i] = self._respond(xs[i], logits[row:row + 1], one, raws[i])
+            out[i] = self._respond(xs[i], logits[row:row + 1], one, raws[i], None if ids is None else ids[i],
+                                   shared=None if shared is None else (shared, row))
         return out
 
     def _respond(self, x: torch.Tensor, logits: torch.Tensor, values: dict[str, torch.Tensor],
-                 raw: np.ndarray | None) -> dict[str, Any]:
-        input_id = next(self._ids)
-        self._keep(input_id, x, values)
+                 raw: np.ndarray | None, input_id: int | None = None,
+                 shared: tuple["_BatchLayers", int] | None = None) -> dict[str, Any]:
+        if input_id is None:
+            input_id = next(self._ids)
+            self._keep(input_id, x, values)
         probs = torch.softmax(logits[0].double(), dim=0).tolist()
         order = sorted(range(len(probs)), key=lambda i: -probs[i])
         shown_t = self.value(values, "input")
@@ -298,7 +316,10 @@ class Explorer:
                 lo, hi = min(lo, float(a)), max(hi, float(b))
                 continue
             partial = v.dim() == 3 and v.numel() > budget and v.shape[0] > FIRST_MAPS
-            enc = self.encode(layer, v, limit=FIRST_MAPS if partial else None, sort="strength" if partial else "index")
+            if shared is not None and not partial and layer["kind"] != "input":
+                enc = shared[0].encoded(layer, shared[1])  # this row of the whole batch, encoded at once
+            else:
+                enc = self.encode(layer, v, limit=FIRST_MAPS if partial else None, sort="strength" if partial else "index")
             if layer["kind"] != "input":
                 lo, hi = min(lo, enc["layer_min"]), max(hi, enc["layer_max"])
             budget -= enc["bytes"]
@@ -328,10 +349,14 @@ class Explorer:
         x, raw = self._prepared(image, preprocess)
         return self.compute(x, raw=raw)
 
-    def predict_json_many(self, requests: list[tuple[Any, bool]]) -> list[Any]:
+    def predict_json_many(self, requests: list[tuple[Any, bool]], ids: list[int] | None = None) -> list[Any]:
         """`predict_json` for several (image, preprocess) requests with one forward pass: each
         answer equals the one-at-a-time answer; an image that cannot be prepared gets its
-        InputError in its place and the others are answered."""
+        InputError in its place and the others are answered. `ids`: see `compute_many`."""
+        return [a if isinstance(a, InputError) else a[0] for a in self.answer_many(requests, ids)]
+
+    def answer_many(self, requests: list[tuple[Any, bool]], ids: list[int] | None = None) -> list[Any]:
+        """`predict_json_many`, each answer as (JSON text, the prepared input x)."""
         prepared: list[Any] = []
         for image, preprocess in requests:
             try:
@@ -339,10 +364,11 @@ class Explorer:
             except InputError as exc:
                 prepared.append(exc)
         good = [i for i, p in enumerate(prepared) if not isinstance(p, InputError)]
-        answers = self.compute_many([prepared[i][0] for i in good], [prepared[i][1] for i in good]) if good else []
+        answers = self.compute_many([prepared[i][0] for i in good], [prepared[i][1] for i in good],
+                                    None if ids is None else [ids[i] for i in good]) if good else []
         out = list(prepared)
         for i, ans in zip(good, answers):
-            out[i] = ans if isinstance(ans, InputError) else answer_json(ans)
+            out[i] = ans if isinstance(ans, InputError) else (answer_json(ans), prepared[i][0])
         return out
 
     def predict(self, image: Any, *, preprocess: bool = True) -> dict[str, Any]:
@@ -366,6 +392,13 @@ class Explorer:
                         preprocessing=self.config["preprocessing"])
 
     # ---- layers on demand ----------------------------------------------------------------
+    @staticmethod
+    def _finish_encoding(enc: dict[str, Any], sort: str) -> dict[str, Any]:
+        enc["layer_min"], enc["layer_max"] = enc.pop("min"), enc.pop("max")  # of the whole layer
+        enc["min"], enc["max"] = enc["layer_min"], enc["layer_max"]
+        enc["sort"] = sort
+        return enc
+
     def encode(self, layer: dict[str, Any], v: torch.Tensor, *, offset: int = 0, limit: int | None = None,
                sort: str = "index") -> dict[str, Any]:
         a = v.numpy() if v.dim() == 3 else v.reshape(-1).numpy()
@@ -377,11 +410,7 @@ class Explorer:
             maps = order[offset:offset + (limit if limit is not None else total)]
         else:
             maps = None
-        enc = encode_maps(layer["name"], a, maps=maps)
-        enc["layer_min"], enc["layer_max"] = enc.pop("min"), enc.pop("max")  # of the whole layer
-        enc["min"], enc["max"] = enc["layer_min"], enc["layer_max"]
-        enc["sort"] = sort
-        return enc
+        return self._finish_encoding(encode_maps(layer["name"], a, maps=maps), sort)
 
     def layer(self, name: str, *, input_id: int | None = None, offset: int = 0, limit: int = 64,
               sort: str = "index") -> dict[str, Any]:
@@ -445,3 +474,19 @@ class Explorer:
         out["sample"] = {"index": index, "truth": truth, "label": self.classes[truth]}
         return out
 
+
+class _BatchLayers:
+    """The layers of one batched forward pass, each encoded for every row at once on first
+    use (`encode_maps_rows`); `compute_many` hands each answer its row."""
+
+    def __init__(self, explorer: Explorer, values: dict[str, torch.Tensor], rows: int) -> None:
+        self.explorer, self.values, self.rows = explorer, values, rows
+        self.done: dict[str, list[dict[str, Any]]] = {}
+
+    def encoded(self, layer: dict[str, Any], row: int) -> dict[str, Any]:
+        name = layer["name"]
+        if name not in self.done:
+            v = self.values[self.explorer.graph.shown[name]][:self.rows].float()
+            a = v.numpy() if v.dim() == 4 else v.reshape(self.rows, -1).numpy()
+            self.done[name] = encode_maps_rows(name, a)
+        return Explorer._finish_encoding(dict(self.done[name][row]), "index")

@@ -1,0 +1,225 @@
+"""Answer /api/predict batches in worker processes, so one server uses every core.
+
+    pool = AnswerPool(explorer, processes=2)   # starts the processes in the background
+    answers = pool.answer(bodies)              # in a batch thread; None: answer in-process
+
+Python runs one thread at a time, and an explorer answer is mostly Python (decode, MNIST
+centring, encoding every layer, JSON), so a server process answers on one core however
+many it has. The pool keeps that process for HTTP and batching and sends each batch to one
+of `processes` answer processes; while one computes a batch, the next batch goes to
+another. Each holds a copy of the explorer's network (its weights sent once, as
+safetensors bytes) and answers a batch with the very code the server process would
+(`Explorer.answer_many`), so an answer does not depend on where it was computed. The
+server process assigns the input ids and keeps each prepared input, so /api/layer and
+/api/gradcam for an answer work as before (they compute the input again, once).
+
+Until the processes are ready (a few seconds after start), after one of them dies, or
+after the Train tab puts another network in place, `answer` returns None and the batch is
+answered in the server process while a fresh pool starts.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+import numpy as np
+import torch
+
+from convscope.web.encoding import InputError, image_from_request
+
+log = logging.getLogger("convscope.web.pool")
+ANSWER_TIMEOUT_S = 60.0
+RETRY_AFTER_S = 30.0  # after answer processes failed to start
+
+_worker: Any = None  # the Explorer of an answer process
+
+
+def default_processes() -> int:
+    """Answer processes for `convscope serve`: one per core (at most 4), none on one core."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return 0 if cores < 2 else min(cores, 4)
+
+
+def worker_spec(explorer: Any) -> dict[str, Any] | None:
+    """What an answer process needs to rebuild `explorer` exactly, or None when it cannot
+    (a network that is not in the zoo, e.g. a torchvision one)."""
+    from safetensors.torch import save
+
+    from convscope.models import list_models
+
+    name = explorer.config.get("model", {}).get("name")
+    if name not in set(list_models()):
+        return None
+    state = {k: v.detach().cpu().contiguous() for k, v in explorer.model.state_dict().items()}
+    return {"name": name, "kwargs": dict(explorer.config["model"].get("kwargs") or {}),
+            "weights": save(state), "config": explorer.config, "run_dir": explorer.run_dir,
+            "random_weights": explorer.random_weights, "origin": explorer.origin,
+            "min_rows": explorer.min_rows, "threads": torch.get_num_threads()}
+
+
+def _watch_parent(parent: int) -> None:
+    """End this answer process soon after the server process is gone (killed, crashed):
+    nobody is left to ask it anything."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(0)
+
+
+def _init(spec: dict[str, Any]) -> None:
+    """An answer process: Ctrl-C is the server's to handle; build the explorer once."""
+    global _worker
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), name="convscope-watch-parent", daemon=True).start()
+    from safetensors.torch import load
+
+    from convscope.models import create_model
+    from convscope.web.inference import Explorer
+
+    torch.set_num_threads(spec["threads"])
+    model = create_model(spec["name"], **spec["kwargs"])
+    model.load_state_dict(load(spec["weights"]))
+    _worker = Explorer(model, spec["config"], run_dir=spec["run_dir"], random_weights=spec["random_weights"],
+                       origin=spec["origin"])
+    _worker.min_rows = spec["min_rows"]
+
+
+def _ready() -> int:
+    return os.getpid()
+
+
+def _answer(bodies: list[dict[str, Any]], ids: list[int]) -> list[tuple]:
+    """In an answer process: ("ok", JSON text, x as float32 bytes) or ("error", message, status)."""
+    return [("error", str(a), a.status) if isinstance(a, InputError)
+            else ("ok", a[0], a[1].numpy().astype(np.float32).tobytes())
+            for a in answer_bodies(_worker, bodies, ids)]
+
+
+def answer_bodies(explorer: Any, bodies: list[dict[str, Any]], ids: list[int] | None = None) -> list[Any]:
+    """Parsed /api/predict bodies answered with one forward pass: (JSON text, x) or the
+    InputError of a body that cannot be read, in order."""
+    requests: list[Any] = []
+    for obj in bodies:
+        try:
+            requests.append(image_from_request(obj))
+        except InputError as exc:
+            requests.append(exc)
+    good = [i for i, r in enumerate(requests) if not isinstance(r, InputError)]
+    answers = explorer.answer_many([requests[i] for i in good],
+                                   None if ids is None else [ids[i] for i in good]) if good else []
+    for i, ans in zip(good, answers):
+        requests[i] = ans
+    return requests
+
+
+class AnswerPool:
+    """`processes` answer processes for one explorer (see the module docstring)."""
+
+    def __init__(self, explorer: Any, processes: int) -> None:
+        if processes < 1:
+            raise ValueError("an AnswerPool needs at least one process")
+        self.explorer = explorer
+        self.processes = processes
+        self.restarts = 0  # pools started after the first (a process died, the network changed)
+        self._boots = 0
+        self._lock = threading.Lock()
+        self._executor: ProcessPoolExecutor | None = None
+        self._model: Any = None  # the network the running processes hold
+        self._starting = False
+        self._closed = False
+        self._unable: Any = None   # the network that cannot be rebuilt in another process
+        self._next_try = 0.0       # after a failed start, when to try again
+        self._start()
+
+    @property
+    def ready(self) -> bool:
+        return self._executor is not None and self._model is self.explorer.model
+
+    def status(self) -> dict[str, Any]:
+        return {"processes": self.processes, "ready": self.ready, "restarts": self.restarts}
+
+    def answer(self, bodies: list[dict[str, Any]]) -> list[Any] | None:
+        """Answers for `bodies` computed in an answer process (JSON text, or an InputError),
+        the inputs kept by the explorer; None when the pool cannot answer now."""
+        executor = self._executor
+        if executor is None or self._model is not self.explorer.model:
+            self._start()
+            return None
+        ids = self.explorer.new_ids(len(bodies))
+        try:
+            results = executor.submit(_answer, bodies, ids).result(timeout=ANSWER_TIMEOUT_S)
+        except (BrokenProcessPool, RuntimeError, TimeoutError) as exc:  # a process died or hung
+            log.warning("an answer process failed (%s); starting new ones", type(exc).__name__)
+            self._retire(executor)
+            self._start()
+            return None
+        out: list[Any] = []
+        for r, input_id in zip(results, ids):
+            if r[0] == "error":
+                out.append(InputError(r[1], r[2]))
+                continue
+            x = torch.from_numpy(np.frombuffer(r[2], dtype=np.float32).copy()).view(1, *self.explorer.input_size)
+            self.explorer.remember(input_id, x)
+            out.append(r[1])
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    # ---- starting -----------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        with self._lock:
+            unable = self._unable is not None and self._unable is self.explorer.model
+            if self._starting or self._closed or unable or time.monotonic() < self._next_try:
+                return
+            self._starting = True
+        threading.Thread(target=self._boot, name="convscope-pool-start", daemon=True).start()
+
+    def _boot(self) -> None:
+        model = self.explorer.model
+        try:
+            spec = worker_spec(self.explorer)
+            if spec is None:
+                log.info("%s is not a zoo network: answering in the server process", self.explorer.name)
+                with self._lock:
+                    self._unable, self._starting = model, False
+                return
+            executor = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
+                                           initializer=_init, initargs=(spec,))
+            pids = {f.result(timeout=300) for f in [executor.submit(_ready) for _ in range(self.processes)]}
+            log.info("%d answer process(es) ready: %s", len(pids), sorted(pids))
+        except Exception as exc:  # noqa: BLE001 - the server keeps answering in-process
+            log.warning("answer processes did not start (%s: %s); answering in the server process",
+                        type(exc).__name__, str(exc)[:200])
+            with self._lock:
+                self._starting, self._next_try = False, time.monotonic() + RETRY_AFTER_S
+            return
+        with self._lock:
+            old, self._executor, self._model = self._executor, executor, model
+            self._boots += 1
+            self.restarts = self._boots - 1
+            self._starting = False
+            closed = self._closed
+        if old is not None:
+            old.shutdown(wait=False, cancel_futures=True)
+        if closed:
+            executor.shutdown(wait=False, cancel_futures=True)
+        elif model is not self.explorer.model:  # swapped while starting: start again
+            self._start()
+
+    def _retire(self, executor: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._executor is executor:
+                self._executor = None
+        executor.shutdown(wait=False, cancel_futures=True)
