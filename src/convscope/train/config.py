@@ -33,6 +33,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     augment: str = "auto"               # auto (by Dataset.kind) | none | digits | fashion | natural
     erase_p: float | None = None        # random-erasing probability (None: the preset's)
+    augment_options: dict[str, Any] = field(default_factory=dict)  # AugmentSpec values, e.g. {"elastic_p": 1.0}
     eval_batch_size: int = 256
     log_every: int = 50                 # steps between host syncs (loss check, progress)
     seed: int = 0
