@@ -49,6 +49,12 @@ def test_the_test_split_still_scores_like_plain_torch(no_val_run, synthetic):
         hits = (model(synthetic.normalize(synthetic.test.images)).argmax(1) == synthetic.test.labels).sum().item()
     res = evaluate(no_val_run)
     assert res["n"] == 500 and res["top1"] == pytest.approx(hits / 500)
+    from types import SimpleNamespace
+
+    from convscope.web.samples import Samples
+
+    samples = Samples(SimpleNamespace(config=json.loads((no_val_run / "config.json").read_text()), run_dir=no_val_run))
+    assert samples.split_name == "test" and torch.equal(samples.labels, synthetic.test.labels)
 
 
 def test_progress_and_result_line_say_there_is_no_validation_split(tmp_path, capsys):
@@ -83,6 +89,14 @@ def test_both_fractions_zero_on_offline_mnist_leaves_nothing_to_evaluate(tmp_pat
     capsys.readouterr()
     assert main(["evaluate", str(out), "--split", "train", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["n"] == 5000
+    # the explorer's samples of such a run are its training digits, and say so
+    from types import SimpleNamespace
+
+    from convscope.web.samples import Samples
+
+    cfg = json.loads((out / "config.json").read_text())
+    samples = Samples(SimpleNamespace(config=cfg, run_dir=out))
+    assert samples.split_name == "train" and len(samples.labels) == 5000
 
 
 def test_plateau_needs_a_validation_split_and_says_so_before_anything_is_written(tmp_path):

@@ -55,6 +55,19 @@ def load_dataset(data: Any, *, root: str | None = None, download: bool = False,
     return dataset
 
 
+def run_dataset(run_config: dict, data: Any = None, *, root: str | None = None, download: bool = False) -> Any:
+    """`data` (default: the run's dataset) loaded at the run's image size and, when it is the run's
+    own dataset from the same place, split as config.json's "split" says it was trained: a run
+    trained on every image (--test-fraction 0) then has an empty test split, never a default
+    test split of images it trained on."""
+    data = run_config.get("dataset") if data is None else data
+    val_fraction, test_fraction = split_of(run_config) if data == run_config.get("dataset") else (None, None)
+    if root or download:  # another source of the same name (full MNIST) brings its own test split
+        test_fraction = None
+    return load_dataset(data, root=root, download=download, image_size=run_config.get("image_size"),
+                        val_fraction=val_fraction, test_fraction=test_fraction)
+
+
 def split_of(run_config: dict) -> tuple[float | None, float | None]:
     """(val_fraction, test_fraction) a run's config.json says its data was split with
     (None: the default, and for runs from before the split was recorded)."""

@@ -55,7 +55,9 @@ def evaluate(run_or_model: str | Path | nn.Module, data: Any = None, *, split: s
         if "dataset" not in cfg:
             raise ValueError("which data? pass data= (the model has no run config naming its dataset)")
         data = cfg["dataset"]
-    dataset = _dataset(data, cfg, root=data_root, download=download)
+    from convscope.train.api import run_dataset
+
+    dataset = run_dataset(cfg, data, root=data_root, download=download)  # split as the run was
     part = getattr(dataset, split, None)
     if part is None or len(part.labels) == 0:
         raise _no_split(run_or_model, dataset, split, cfg)
@@ -78,18 +80,6 @@ def evaluate(run_or_model: str | Path | nn.Module, data: Any = None, *, split: s
                              f"in a folder you can write") from None
         res["gallery_png"] = str(gallery)
     return res
-
-
-def _dataset(data: Any, cfg: dict, *, root: str | None, download: bool) -> Any:
-    """`data` loaded and split the way the run's own data was (config.json's "split") when it is
-    the run's dataset by name, so its test split is never digits the run trained on."""
-    from convscope.train.api import load_dataset, split_of
-
-    val_fraction, test_fraction = split_of(cfg) if data == cfg.get("dataset") else (None, None)
-    if root or download:  # another source of the same name (full MNIST) brings its own test split
-        test_fraction = None
-    return load_dataset(data, root=root, download=download, image_size=cfg.get("image_size"),
-                        val_fraction=val_fraction, test_fraction=test_fraction)
 
 
 def _no_split(run: Any, dataset: Any, split: str, cfg: dict) -> Exception:
