@@ -130,3 +130,12 @@ def test_curves_cope_with_null_and_mixed_val_rows(tmp_path):
     plot_curves(rows[:1], tmp_path / "none.png")
     plot_curves(rows, tmp_path / "mixed.png")
     assert Image.open(tmp_path / "none.png").size == Image.open(tmp_path / "mixed.png").size
+
+
+def test_lr_find_sweeps_the_same_train_split_as_the_run():
+    from convscope.train.lr_find import range_test
+
+    # the sweep stops after one pass over the train split: its step count is that split's batch count
+    full, _ = range_test(model="lenet5", data="synthetic", batch_size=64, steps=200, device="cpu", val_fraction=0.0)
+    default, _ = range_test(model="lenet5", data="synthetic", batch_size=64, steps=200, device="cpu")
+    assert (full.settings["steps"], default.settings["steps"]) == (2200 // 64, 1980 // 64)

@@ -94,7 +94,8 @@ def _find_lr(args: argparse.Namespace, extra: dict) -> tuple[float, dict]:
     result, info = range_test(model=args.model, data=args.data, recipe=args.recipe, device=args.device,
                               model_kwargs=parse_model_args(args.model_arg) or None, data_root=args.data_root,
                               download=args.download, image_size=args.image_size, batch_size=args.batch_size,
-                              optimizer=args.optimizer, seed=args.seed, **same)
+                              optimizer=args.optimizer, seed=args.seed, val_fraction=args.val_fraction,
+                              test_fraction=args.test_fraction, **same)
     lr = result.suggestions["steepest"]
     if not args.quiet:
         print(f"lr-find: {len(result.lrs)} steps in {result.seconds:.1f}s, steepest descent at {lr:.3g} "
