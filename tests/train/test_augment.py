@@ -1,6 +1,7 @@
 """Batched augmentation against torchvision's per-image functions."""
 from __future__ import annotations
 
+import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 
@@ -64,3 +65,17 @@ def test_params_are_seeded_and_sliceable_for_ddp():
     assert all(torch.equal(a[k], b[k]) for k in a)
     half = aug.slice_params(a, 5, 10)
     assert torch.equal(half["ox"], a["ox"][5:])
+
+
+def test_augment_options_replace_the_presets_values_and_unknown_ones_are_refused():
+    spec = aug.spec_for("digits", options={"elastic_p": 1.0, "scale": [0.8, 1.2]})
+    assert spec.elastic_p == 1.0 and spec.scale == (0.8, 1.2) and spec.rotate_deg == aug.AugmentSpec().rotate_deg
+    # every image deformed: with p = 1 no image of the batch keeps a zero displacement field
+    prm = aug.sample_params(spec, 16, 28, 28, torch.Generator().manual_seed(0))
+    assert (prm["flow"].abs().amax(dim=(1, 2, 3)) > 0).all()
+    prm = aug.sample_params(aug.spec_for("digits", options={"elastic_p": 0.0}), 16, 28, 28, torch.Generator())
+    assert "flow" not in prm
+    with pytest.raises(ValueError, match="'flip' is not one of the digits preset's"):
+        aug.spec_for("digits", options={"flip": True})
+    with pytest.raises(ValueError, match="augmentation 'none' has none"):
+        aug.spec_for("none", options={"elastic_p": 1.0})

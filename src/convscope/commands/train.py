@@ -20,6 +20,8 @@ model.safetensors, config.json, metrics.jsonl, curves.png and state/ (for --resu
 examples:
   convscope train --recipe mnist-fast --out runs/demo
   convscope train --model lenet5 --data fashion-mnist --epochs 5 --lr 0.05 --out runs/f
+  convscope train --recipe mnist-fast --val-fraction 0 --test-fraction 0 --out runs/all5k
+                                                         # every one of the 5,000 offline digits trains
   convscope train --out runs/f --resume                  # continue after Ctrl-C or a crash
   torchrun --nproc-per-node 2 -m convscope train --recipe fashion-fast --out runs/ddp
 
@@ -31,6 +33,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", help="named settings: mnist-fast, fashion-fast, fashion-best")
     p.add_argument("--out", type=limits.out_dir, help="run folder (default: runs/MODEL-DATA)")
     add_data_options(p, default_help=" (default: the recipe's, else mnist)")
+    p.add_argument("--val-fraction", type=_fraction, metavar="F",
+                   help="share of each class of the training images held out for validation (default 0.1; "
+                        "0: none, every image trains and metrics.jsonl's val figures are null)")
+    p.add_argument("--test-fraction", type=_fraction, metavar="F",
+                   help="for data without a test split of its own (offline mnist, folder:PATH): the share "
+                        "of each class held out for testing (default 0.2; 0: none)")
     add_optim_options(p)
     _allow_lr_find(p)
     p.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None)
@@ -45,6 +53,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_runtime_options(p)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its state/")
     add_output_options(p, json_help="print the final metrics as JSON")
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a share in [0, 1): 0 holds nothing out, 0.1 a tenth")
+    return value
 
 
 def _lr_value(text: str) -> float | str:
@@ -76,7 +94,8 @@ def _find_lr(args: argparse.Namespace, extra: dict) -> tuple[float, dict]:
     result, info = range_test(model=args.model, data=args.data, recipe=args.recipe, device=args.device,
                               model_kwargs=parse_model_args(args.model_arg) or None, data_root=args.data_root,
                               download=args.download, image_size=args.image_size, batch_size=args.batch_size,
-                              optimizer=args.optimizer, seed=args.seed, **same)
+                              optimizer=args.optimizer, seed=args.seed, val_fraction=args.val_fraction,
+                              test_fraction=args.test_fraction, **same)
     lr = result.suggestions["steepest"]
     if not args.quiet:
         print(f"lr-find: {len(result.lrs)} steps in {result.seconds:.1f}s, steepest descent at {lr:.3g} "
@@ -117,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
                         progress=not args.quiet, report=not args.json and not args.quiet,
                         model_kwargs=parse_model_args(args.model_arg), device=args.device,
                         threads=args.threads, data_root=args.data_root, download=args.download,
-                        image_size=args.image_size, overwrite=args.overwrite, **extra)
+                        image_size=args.image_size, overwrite=args.overwrite,
+                        val_fraction=args.val_fraction, test_fraction=args.test_fraction, **extra)
     except Interrupted as exc:
         print(exc.message, file=sys.stderr)
         return 130

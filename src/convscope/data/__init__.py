@@ -39,13 +39,16 @@ def _canonical(name: str) -> str:
 
 def get_dataset(name: str, *, root: str | None = None, download: bool = False, seed: int = 0,
                 val_fraction: float = 0.1, image_size: int | None = None,
-                channels: int | None = None) -> Dataset:
+                channels: int | None = None, test_fraction: float | None = None) -> Dataset:
     """Load dataset `name` into memory with seeded train/val/test splits.
 
     root: where the files are (default: the source's usual place, see each
     module). download: let torchvision fetch mnist/fashion-mnist/cifar10.
     seed: fixes every split. val_fraction: share of the source's training
-    images held out for validation, per class. image_size: resize to this
+    images held out for validation, per class (0: no validation split).
+    test_fraction: for sources without a test split of their own (offline
+    mnist, folders), the share held out for testing first (None: 0.2; 0: none,
+    every image trains; an error for sources that have one). image_size: resize to this
     square size (default: the source's own; 32 for folders). channels: for
     folder datasets, force 1 (grey) or 3 (RGB) instead of the majority mode.
     """
@@ -55,7 +58,7 @@ def get_dataset(name: str, *, root: str | None = None, download: bool = False, s
         raise ValueError(f"seed must be a whole number >= 0, got {seed!r}")
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    common = dict(seed=seed, val_fraction=val_fraction, image_size=image_size)
+    common = dict(seed=seed, val_fraction=val_fraction, image_size=image_size, test_fraction=test_fraction)
     if name.startswith("folder:"):
         from .folder import load_folder
 

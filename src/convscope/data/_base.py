@@ -8,7 +8,7 @@ seeded and stratified, so every source splits the same way.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -63,6 +63,9 @@ class Dataset:
     kind: Kind
     source: str
     invert: bool = False
+    # how the splits were made: {"seed", "val_fraction", "test_fraction"}; a fraction is None
+    # where the source brought that split itself (a test set, a val/ folder)
+    split_settings: dict[str, Any] = field(default_factory=dict)
 
     def split(self, name: str) -> Split:
         """The split called "train", "val" or "test" (as `--split` names it)."""
@@ -73,6 +76,10 @@ class Dataset:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def split_record(self) -> dict[str, Any]:
+        """What config.json keeps as "split": how the splits were made and their sizes."""
+        return dict(self.split_settings, train=len(self.train), val=len(self.val), test=len(self.test))
 
     def normalization(self) -> dict[str, list[float]]:
         """{"mean": [...], "std": [...]} per channel, of train images in [0, 1]."""
@@ -199,18 +206,22 @@ def resize_uint8(images: np.ndarray, size: int, chunk: int = 1024) -> np.ndarray
 
 
 def build(name: str, classes: list[str], pools: dict[str, tuple[np.ndarray, np.ndarray]], *,
-          kind: Kind, source: str, seed: int, val_fraction: float, test_fraction: float = 0.2,
+          kind: Kind, source: str, seed: int, val_fraction: float, test_fraction: float | None = None,
           image_size: int | None = None, invert: bool = False) -> Dataset:
     """Make a Dataset from the splits a source has, carving out the missing ones.
 
     `pools` has "train" and optionally "val" and "test" (numpy uint8 NCHW,
-    labels). Without "test", `test_fraction` of the train pool becomes the
-    test split; without "val", `val_fraction` of what remains becomes val.
-    Both carve-outs are stratified and seeded (test with `seed`, val with
-    `seed + 1`, so changing val_fraction never moves a test image).
+    labels). Without "test", `test_fraction` (default 0.2) of the train pool
+    becomes the test split; without "val", `val_fraction` of what remains
+    becomes val. Both carve-outs are stratified and seeded (test with `seed`,
+    val with `seed + 1`, so changing val_fraction never moves a test image).
+    A fraction of 0 carves nothing: that split is empty and every image trains.
+    Asking for a test_fraction where the source has its own test split is an error.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if test_fraction is not None and not 0.0 <= test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
     if len(classes) < 2:  # one class "trains" to 100% and learns nothing
         from convscope.errors import DataError
 
@@ -224,15 +235,23 @@ def build(name: str, classes: list[str], pools: dict[str, tuple[np.ndarray, np.n
         pools = {k: (resize_uint8(px, image_size), py) for k, (px, py) in pools.items()}
         x, y = pools["train"]
     out: dict[str, Split] = {}
+    settings: dict[str, Any] = {"seed": seed, "val_fraction": None, "test_fraction": None}
     if "test" in pools:
+        if test_fraction is not None:
+            from convscope.errors import DataError
+
+            raise DataError(f"{name} has its own test split ({len(pools['test'][1])} images); a test fraction "
+                            "is only for data without one (the offline mnist digits, folder:PATH)")
         out["test"] = to_split(*pools["test"])
     else:
+        settings["test_fraction"] = test_fraction = 0.2 if test_fraction is None else float(test_fraction)
         keep, held = stratified_split(y, test_fraction, seed)
         out["test"] = to_split(x, y, held)
         x, y = x[keep], y[keep]
     if "val" in pools:
         out["val"] = to_split(*pools["val"])
     else:
+        settings["val_fraction"] = float(val_fraction)
         keep, held = stratified_split(y, val_fraction, seed + 1)
         out["val"] = to_split(x, y, held)
         x, y = x[keep], y[keep]
@@ -241,4 +260,4 @@ def build(name: str, classes: list[str], pools: dict[str, tuple[np.ndarray, np.n
     _, c, h, w = out["train"].images.shape
     return Dataset(name=name, classes=list(classes), train=out["train"], val=out["val"],
                    test=out["test"], mean=mean, std=std, input_size=(c, h, w), kind=kind,
-                   source=source, invert=invert)
+                   source=source, invert=invert, split_settings=settings)

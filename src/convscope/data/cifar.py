@@ -42,7 +42,7 @@ def _resolve_root(root: str | None) -> Path:
 
 
 def load_cifar10(*, root: str | None, download: bool, seed: int, val_fraction: float,
-                 image_size: int | None) -> Dataset:
+                 image_size: int | None, test_fraction: float | None = None) -> Dataset:
     base = _resolve_root(root)
     reader = _cifar10_class()
     if not download and not (base / FOLDER).is_dir():
@@ -63,4 +63,4 @@ def load_cifar10(*, root: str | None, download: bool, seed: int, val_fraction: f
                         np.asarray(ds.targets, dtype=np.int64))
         classes = list(ds.classes)
     return build("cifar10", classes, pools, kind="natural", source=f"{base / FOLDER}", seed=seed,
-                 val_fraction=val_fraction, image_size=image_size)
+                 val_fraction=val_fraction, image_size=image_size, test_fraction=test_fraction)

@@ -21,8 +21,9 @@ APT_LINE = "sudo apt-get install dataset-fashion-mnist"
 
 
 def load_fashion_mnist(*, root: str | None, download: bool, seed: int, val_fraction: float,
-                       image_size: int | None) -> Dataset:
-    common = dict(kind="fashion", seed=seed, val_fraction=val_fraction, image_size=image_size)
+                       image_size: int | None, test_fraction: float | None = None) -> Dataset:
+    common = dict(kind="fashion", seed=seed, val_fraction=val_fraction, image_size=image_size,
+                  test_fraction=test_fraction)
     base = Path(root).expanduser() if root else cache_dir()
     if download:
         pools = torchvision_download("FashionMNIST", base)

@@ -94,7 +94,7 @@ def _load(items: list[tuple[Path, int]], size: int, channels: int) -> tuple[np.n
 
 
 def load_folder(path: str, *, seed: int, val_fraction: float, image_size: int | None,
-                channels: int | None = None) -> Dataset:
+                channels: int | None = None, test_fraction: float | None = None) -> Dataset:
     root = Path(path).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"folder:{path}: no such folder {root}")
@@ -115,4 +115,4 @@ def load_folder(path: str, *, seed: int, val_fraction: float, image_size: int | 
     if "val" in pools and "test" not in pools:
         pools["test"] = pools["val"]  # train/ + val/ only: val is the held-out set
     return build(f"folder:{path}", classes, pools, kind="natural", source=str(root), seed=seed,
-                 val_fraction=val_fraction, test_fraction=0.2)
+                 val_fraction=val_fraction, test_fraction=test_fraction)

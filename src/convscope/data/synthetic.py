@@ -67,8 +67,9 @@ def generate(per_class: int, rng: np.random.Generator) -> tuple[np.ndarray, np.n
     return images[order], labels[order]
 
 
-def load_synthetic(*, seed: int, val_fraction: float, image_size: int | None) -> Dataset:
+def load_synthetic(*, seed: int, val_fraction: float, image_size: int | None,
+                   test_fraction: float | None = None) -> Dataset:
     rng = np.random.default_rng(seed)
     pools = {"train": generate(POOL_PER_CLASS, rng), "test": generate(TEST_PER_CLASS, rng)}
     return build("synthetic", CLASSES, pools, kind="synthetic", source=f"generated (seed {seed})",
-                 seed=seed, val_fraction=val_fraction, image_size=image_size)
+                 seed=seed, val_fraction=val_fraction, image_size=image_size, test_fraction=test_fraction)

@@ -32,13 +32,47 @@ def versions() -> dict[str, str]:
 
 
 def load_dataset(data: Any, *, root: str | None = None, download: bool = False,
-                 image_size: int | None = None) -> Any:
-    """A convscope.data Dataset from a name ("mnist", "folder:PATH", ...) or the object itself."""
+                 image_size: int | None = None, val_fraction: float | None = None,
+                 test_fraction: float | None = None) -> Any:
+    """A convscope.data Dataset from a name ("mnist", "folder:PATH", ...) or the object itself.
+
+    val_fraction (None: 0.1) and test_fraction (None: the source's rule) say how a name's
+    images are split; a Dataset object is split already, so they must be None for one."""
     if not isinstance(data, str):
+        if val_fraction is not None or test_fraction is not None:
+            raise ValueError("val_fraction/test_fraction split a dataset given by name; this Dataset "
+                             "object is split already (build it with the fractions you want)")
         return data
     from convscope.data import get_dataset
 
-    return get_dataset(data, root=root, download=download, image_size=image_size)
+    dataset = get_dataset(data, root=root, download=download, image_size=image_size,
+                          val_fraction=0.1 if val_fraction is None else val_fraction, test_fraction=test_fraction)
+    if val_fraction is not None and dataset.split_settings.get("val_fraction", 0.0) is None:
+        from convscope.errors import DataError
+
+        raise DataError(f"{dataset.name} brings its own validation split ({len(dataset.val)} images); "
+                        "--val-fraction is only for data without one")
+    return dataset
+
+
+def run_dataset(run_config: dict, data: Any = None, *, root: str | None = None, download: bool = False) -> Any:
+    """`data` (default: the run's dataset) loaded at the run's image size and, when it is the run's
+    own dataset from the same place, split as config.json's "split" says it was trained: a run
+    trained on every image (--test-fraction 0) then has an empty test split, never a default
+    test split of images it trained on."""
+    data = run_config.get("dataset") if data is None else data
+    val_fraction, test_fraction = split_of(run_config) if data == run_config.get("dataset") else (None, None)
+    if root or download:  # another source of the same name (full MNIST) brings its own test split
+        test_fraction = None
+    return load_dataset(data, root=root, download=download, image_size=run_config.get("image_size"),
+                        val_fraction=val_fraction, test_fraction=test_fraction)
+
+
+def split_of(run_config: dict) -> tuple[float | None, float | None]:
+    """(val_fraction, test_fraction) a run's config.json says its data was split with
+    (None: the default, and for runs from before the split was recorded)."""
+    split = run_config.get("split") or {}
+    return split.get("val_fraction"), split.get("test_fraction")
 
 
 def check_fit(model: nn.Module, dataset: Any) -> None:
@@ -90,6 +124,7 @@ def run_config_for(model_name: str, model_kwargs: dict | None, dataset: Any, *, 
         "input_size": list(getattr(dataset, "input_size", dataset.train.images.shape[1:])),
         "normalization": {"mean": [float(v) for v in dataset.mean], "std": [float(v) for v in dataset.std]},
         "preprocessing": pre,
+        "split": dataset.split_record() if hasattr(dataset, "split_record") else None,
         "versions": versions(),
     }
 
@@ -110,24 +145,29 @@ def writer(run: RunDir, rt: Runtime, *, replace: bool) -> Any:
     return run.writing(replace=replace) if rt.main else contextlib.nullcontext(lambda: None)
 
 
-def _resolve(run: RunDir, model, data, recipe, resume: bool, model_kwargs, values: dict) -> tuple:
-    """(model, data, model_kwargs, TrainConfig): from the saved run on resume, else recipe + arguments."""
+def _resolve(run: RunDir, model, data, recipe, resume: bool, model_kwargs, values: dict,
+             split: tuple[float | None, float | None]) -> tuple:
+    """(model, data, model_kwargs, TrainConfig, split): from the saved run on resume, else recipe + arguments."""
     out = run.path
     if resume:
         saved = run.read_config()
         name, kwargs = run.model_spec()
-        for what, given, have in (("model", model, name), ("data", data, saved["dataset"])):
-            if isinstance(given, str) and given != have:
+        have_split = split_of(saved)
+        for what, given, have in (("model", model, name), ("data", data, saved["dataset"]),
+                                  ("val-fraction", split[0], have_split[0]),
+                                  ("test-fraction", split[1], have_split[1])):
+            if (isinstance(given, str) or what.endswith("fraction")) and given is not None and given != have:
                 raise ValueError(f"{out} was trained with --{what} {have}, not {given}; drop --{what} "
                                  f"to resume, or start a new run in another --out")
         values = {k: v for k, v in values.items() if k != "seed"}  # a run keeps its seed
-        return name, saved["dataset"], kwargs, make_config(None, base=saved.get("recipe", {}), **values)
+        return (name, saved["dataset"], kwargs, make_config(None, base=saved.get("recipe", {}), **values),
+                have_split)
     rd = recipe_defaults(recipe)
     if model is None and model_kwargs is None:  # the recipe's model comes with its kwargs
         model_kwargs = rd.get("model_kwargs")
     model = model if model is not None else rd.get("model", "lenet5")
     data = data if data is not None else rd.get("data", "mnist")
-    return model, data, dict(model_kwargs or {}), make_config(recipe, **values)
+    return model, data, dict(model_kwargs or {}), make_config(recipe, **values), split
 
 
 def train(*, model: str | nn.Module | None = None, data: Any = None, out: str | Path,
@@ -136,11 +176,16 @@ def train(*, model: str | nn.Module | None = None, data: Any = None, out: str | 
           seed: int = 0, resume: bool = False, progress: bool = True, model_kwargs: dict | None = None,
           device: str | None = None, threads: int | None = None, data_root: str | None = None,
           download: bool = False, image_size: int | None = None, overwrite: bool = False,
-          report: bool | None = None, **overrides: Any) -> Path:
+          report: bool | None = None, val_fraction: float | None = None, test_fraction: float | None = None,
+          **overrides: Any) -> Path:
     """Train `model` (a registered name or a module) on `data` (a name or a Dataset); returns the run folder.
 
     model/data default to the recipe's, else lenet5 on mnist. `overrides` are
     TrainConfig fields (weight_decay=..., label_smoothing=..., augment=...).
+    val_fraction / test_fraction split a dataset given by name (see `convscope.data.get_dataset`):
+    val_fraction=0 trains on the validation share too (val_loss/val_top1/val_top5 are then null),
+    and with test_fraction=0 as well the offline mnist run trains on all 5,000 digits.
+    config.json's "split" records them.
     Run under torchrun it trains with DistributedDataParallel; only rank 0 writes.
     """
     out = Path(out)
@@ -148,10 +193,15 @@ def train(*, model: str | nn.Module | None = None, data: Any = None, out: str | 
     values = dict(overrides, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
                   schedule=schedule, seed=seed)
     run.check_out(resume=resume, overwrite=overwrite)
-    model, data, model_kwargs, cfg = _resolve(run, model, data, recipe, resume, model_kwargs, values)
+    model, data, model_kwargs, cfg, split = _resolve(run, model, data, recipe, resume, model_kwargs, values,
+                                                     (val_fraction, test_fraction))
     rt = setup(device, threads)
     try:
-        dataset = load_dataset(data, root=data_root, download=download, image_size=image_size)
+        dataset = load_dataset(data, root=data_root, download=download, image_size=image_size,
+                               val_fraction=split[0], test_fraction=split[1])
+        from convscope.train.loop import check_schedule, fit
+
+        check_schedule(cfg, dataset)
         model_kwargs = full_kwargs(model_kwargs, dataset)
         net, name = build_model(model, model_kwargs, cfg.seed)
         check_fit(net, dataset)
@@ -159,8 +209,6 @@ def train(*, model: str | nn.Module | None = None, data: Any = None, out: str | 
             run.probe_writable()
         run_config = run_config_for(name, model_kwargs, dataset, data_name=data if isinstance(data, str) else None,
                                     image_size=image_size)
-        from convscope.train.loop import fit
-
         with writer(run, rt, replace=overwrite and not resume) as checkpointed:
             barrier(rt)
             result = fit(net, dataset, cfg, out, run_config=run_config, resume=resume, progress=progress,
@@ -179,5 +227,9 @@ def result_line(out: Path, result: dict, rt: Runtime | None = None) -> str:
     f = h[-1]
     secs = sum(r["seconds"] for r in h)
     procs = f" x{rt.world} processes" if rt is not None and rt.world > 1 else ""
+    if f["val_top1"] is None:  # trained on the validation share too: nothing to report, nothing to pick
+        return (f"done: {result['epochs']} epochs in {secs:.1f}s{procs}: val top-1 n/a (no validation split, "
+                f"every image trained on); final train loss {f['train_loss']:.4f} -> {out}")
+    best = max(r["val_top1"] for r in h if r["val_top1"] is not None)
     return (f"done: {result['epochs']} epochs in {secs:.1f}s{procs}: val top-1 {100 * f['val_top1']:.2f}%, "
-            f"top-5 {100 * f['val_top5']:.2f}% (best top-1 {100 * max(r['val_top1'] for r in h):.2f}%) -> {out}")
+            f"top-5 {100 * f['val_top5']:.2f}% (best top-1 {100 * best:.2f}%) -> {out}")

@@ -16,8 +16,10 @@ own slice (the 2-process run then sees the same images as the 1-process run).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -40,9 +42,20 @@ class AugmentSpec:
     erase_area: tuple[float, float] = (0.02, 0.25)
 
 
-def spec_for(kind: str, *, image_size: int = 28, erase_p: float | None = None) -> AugmentSpec:
-    """The preset for a Dataset.kind ("synthetic" gets none: it is for tests)."""
+# what a recipe may tune per preset (`augment_options`); the rest of AugmentSpec is fixed by the preset
+OPTIONS = {"digits": ("rotate_deg", "shift", "scale", "elastic_alpha", "elastic_sigma", "elastic_p"),
+           "fashion": ("crop_pad", "flip", "erase_p", "erase_area"),
+           "natural": ("crop_pad", "flip", "erase_p", "erase_area"),
+           "none": ()}
+
+
+def spec_for(kind: str, *, image_size: int = 28, erase_p: float | None = None,
+             options: dict[str, Any] | None = None) -> AugmentSpec:
+    """The preset for a Dataset.kind ("synthetic" gets none: it is for tests), with `options`
+    (AugmentSpec fields the preset has, e.g. {"elastic_p": 1.0}) replacing its values."""
     if kind in ("none", "synthetic"):
+        if options:
+            raise ValueError(f"augment options {sorted(options)} given, but augmentation {kind!r} has none")
         return AugmentSpec("none")
     if kind not in PRESETS:
         raise ValueError(f"unknown augmentation {kind!r}; choose one of {', '.join(PRESETS)}")
@@ -50,7 +63,14 @@ def spec_for(kind: str, *, image_size: int = 28, erase_p: float | None = None) -
     spec = AugmentSpec(kind, crop_pad=pad)
     if erase_p is not None:
         spec = AugmentSpec(kind, crop_pad=pad, erase_p=erase_p)
-    return spec
+    options = dict(options or {})
+    bad = [k for k in options if k not in OPTIONS[kind]]
+    if bad:
+        raise ValueError(f"augment option {bad[0]!r} is not one of the {kind} preset's: {', '.join(OPTIONS[kind])}")
+    for key in ("scale", "erase_area"):
+        if key in options:
+            options[key] = tuple(float(v) for v in options[key])
+    return dataclasses.replace(spec, **options)
 
 
 def _uniform(n: int, lo: float, hi: float, gen: torch.Generator) -> torch.Tensor:

@@ -47,8 +47,6 @@ def evaluate(run_or_model: str | Path | nn.Module, data: Any = None, *, split: s
     The images are normalised with the run's own mean/std (config["normalization"]),
     falling back to the dataset's.
     """
-    from convscope.train.api import load_dataset
-
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -57,10 +55,12 @@ def evaluate(run_or_model: str | Path | nn.Module, data: Any = None, *, split: s
         if "dataset" not in cfg:
             raise ValueError("which data? pass data= (the model has no run config naming its dataset)")
         data = cfg["dataset"]
-    dataset = load_dataset(data, root=data_root, download=download, image_size=cfg.get("image_size"))
+    from convscope.train.api import run_dataset
+
+    dataset = run_dataset(cfg, data, root=data_root, download=download)  # split as the run was
     part = getattr(dataset, split, None)
     if part is None or len(part.labels) == 0:
-        raise ValueError(f"{dataset.name} has no {split} split; try --split val")
+        raise _no_split(run_or_model, dataset, split, cfg)
     classes = [str(c) for c in dataset.classes]
     if cfg.get("classes") and len(cfg["classes"]) != len(classes):
         raise ValueError(f"the run knows {len(cfg['classes'])} classes but {dataset.name} has {len(classes)}; "
@@ -80,6 +80,20 @@ def evaluate(run_or_model: str | Path | nn.Module, data: Any = None, *, split: s
                              f"in a folder you can write") from None
         res["gallery_png"] = str(gallery)
     return res
+
+
+def _no_split(run: Any, dataset: Any, split: str, cfg: dict) -> Exception:
+    """The one-line error for an empty split: why it is empty, and what to score instead."""
+    from convscope.errors import DataError
+
+    held = [s for s in ("test", "val") if s != split and len(getattr(dataset, s).labels)]
+    hint = (f"use --split {held[0]}" if held else
+            "score it on images it never saw with --data (e.g. --data mnist --download: MNIST's 10,000 test digits)")
+    if (cfg.get("split") or {}).get(f"{split}_fraction") == 0 and dataset.name == cfg.get("dataset"):
+        where = run if isinstance(run, (str, Path)) else "the run"
+        return DataError(f"{where} was trained with --{split}-fraction 0: its {split} share went into training, "
+                         f"so {dataset.name} has no {split} split here; {hint}")
+    return DataError(f"{dataset.name} has no {split} split; {hint}")
 
 
 def _score(model: nn.Module, batches: Batches, classes: list[str], batch_size: int) -> dict[str, Any]:

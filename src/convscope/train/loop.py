@@ -48,6 +48,13 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
+def check_schedule(cfg: TrainConfig, dataset: Any) -> None:
+    """Nothing may be picked by a validation split that is not there."""
+    if cfg.schedule == "plateau" and not len(dataset.val.labels):
+        raise ValueError("--schedule plateau lowers the lr when val top-1 stops improving, but this run "
+                         "has no validation split (--val-fraction 0); use onecycle, cosine or step")
+
+
 def fit(model: nn.Module, dataset: Any, config: TrainConfig, out: str | Path, *,
         run_config: dict[str, Any] | None = None,
         param_groups: Iterable[dict] | None = None,
@@ -92,9 +99,11 @@ class _Fit:
             ids = [rt.device.index] if rt.device.type == "cuda" else None
             self.model = nn.parallel.DistributedDataParallel(self.module, device_ids=ids)
         kind = cfg.augment if cfg.augment != "auto" else getattr(dataset, "kind", "none")
-        spec = aug.spec_for(kind, image_size=dataset.train.images.shape[-1], erase_p=cfg.erase_p)
+        spec = aug.spec_for(kind, image_size=dataset.train.images.shape[-1], erase_p=cfg.erase_p,
+                            options=cfg.augment_options)
         self.train_data = Batches(dataset.train, dataset.mean, dataset.std, rt.device, spec)
         self.val_data = Batches(dataset.val, dataset.mean, dataset.std, rt.device)
+        check_schedule(cfg, dataset)
         self.run_config = run_config or {}
         self.frozen, self.before_epoch, self.show = frozen_modules, before_epoch, progress and rt.main
         n, b = len(self.train_data), cfg.batch_size
@@ -242,8 +251,11 @@ class _Fit:
         seconds = time.perf_counter() - self.t0
         train_loss = all_sum(torch.tensor([self.partial[0] / max(self.partial[1], 1)], dtype=torch.float64,
                                           device=rt.device), rt).item() / rt.world
-        val = score(self.module, self.val_data, rt, batch_size=self.cfg.eval_batch_size)
-        self.sched.epoch_end(val["top1"])
+        # no validation split (--val-fraction 0): the val keys stay in every row, as null
+        val = (score(self.module, self.val_data, rt, batch_size=self.cfg.eval_batch_size) if len(self.val_data)
+               else {"loss": None, "top1": None, "top5": None})
+        if val["top1"] is not None:
+            self.sched.epoch_end(val["top1"])
         self.epoch, self.step, self.gen_state, self.partial = self.epoch + 1, 0, None, [0.0, 0.0]
         row = {"epoch": len(self.prior) + self.epoch, "train_loss": train_loss, "val_loss": val["loss"],
                "val_top1": val["top1"],

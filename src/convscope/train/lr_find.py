@@ -204,12 +204,14 @@ def plot_lr_find(result: LRFindResult, path: str | Path, title: str = "") -> Non
 def range_test(*, model: str | None = None, data: Any = None, run: str | Path | None = None,
                recipe: str | None = None, model_kwargs: dict | None = None, device: str | None = None,
                data_root: str | None = None, download: bool = False, image_size: int | None = None,
+               val_fraction: float | None = None, test_fraction: float | None = None,
                **settings: Any) -> tuple[LRFindResult, dict[str, Any]]:
     """`lr_find` from names: a registered model (fresh weights, seeded) or a run to fine-tune
     (its weights, a new head when the data has other classes) on a dataset name.
 
     `settings` are TrainConfig fields (batch_size, optimizer, seed, ...) plus lr_find's own
     (start_lr, end_lr, steps, beta, diverge). Returns (result, {"model", "data", "from"}).
+    val_fraction/test_fraction split a dataset name as `train` does (the sweep reads its train split).
     Nothing is written: the run folder, if any, is only read.
     """
     from convscope.train.api import full_kwargs, check_fit, load_dataset
@@ -223,7 +225,8 @@ def range_test(*, model: str | None = None, data: Any = None, run: str | Path | 
     else:
         name = model or rd.get("model", "lenet5")
         data = data if data is not None else rd.get("data", "mnist")
-    dataset = load_dataset(data, root=data_root, download=download, image_size=image_size)
+    dataset = load_dataset(data, root=data_root, download=download, image_size=image_size,
+                           val_fraction=val_fraction, test_fraction=test_fraction)
     if run is None:
         from convscope.models import create_model
 

@@ -29,14 +29,22 @@ def plot_curves(history: Sequence[dict], path: str | Path, title: str = "") -> N
     plt, (fig, (ax_loss, ax_acc)) = _figure(1, 2, figsize=(10, 4))
     ep = [h["epoch"] for h in history]
     ax_loss.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
-    ax_loss.plot(ep, [h["val_loss"] for h in history], "o-", label="validation")
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
-    ax_acc.plot(ep, [100 * h["val_top1"] for h in history], "o-", label="val top-1")
-    ax_acc.plot(ep, [100 * h["val_top5"] for h in history], "o-", label="val top-5")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    # epochs without a validation split (--val-fraction 0) carry null val figures: drawn as gaps
+    val = [h for h in history if h.get("val_top1") is not None]
+    if val:
+        vep = [h["epoch"] for h in val]
+        ax_loss.plot(vep, [h["val_loss"] for h in val], "o-", label="validation")
+        ax_acc.plot(vep, [100 * h["val_top1"] for h in val], "o-", label="val top-1")
+        ax_acc.plot(vep, [100 * h["val_top5"] for h in val], "o-", label="val top-5")
+        ax_acc.legend()
+    else:
+        ax_acc.text(0.5, 0.5, "no validation split:\nevery image was trained on", ha="center", va="center",
+                    transform=ax_acc.transAxes)
+    ax_loss.legend()
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
-        ax.legend()
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -40,9 +40,10 @@ class Progress:
             return
         left = self.epochs - row["epoch"]
         eta = sum(self.epoch_times) / len(self.epoch_times) * left
-        print(f"epoch {row['epoch']}/{self.epochs}  train_loss {row['train_loss']:.4f}  "
-              f"val_loss {row['val_loss']:.4f}  val_top1 {100 * row['val_top1']:.2f}%  "
-              f"val_top5 {100 * row['val_top5']:.2f}%  lr {row['lr']:.3g}  "
+        val = ("no validation split (every image trains)" if row["val_top1"] is None else
+               f"val_loss {row['val_loss']:.4f}  val_top1 {100 * row['val_top1']:.2f}%  "
+               f"val_top5 {100 * row['val_top5']:.2f}%")
+        print(f"epoch {row['epoch']}/{self.epochs}  train_loss {row['train_loss']:.4f}  {val}  lr {row['lr']:.3g}  "
               f"{row['images_per_second']:.0f} img/s  {row['seconds']:.1f}s  ETA {_clock(eta)}",
               file=sys.stderr, flush=True)
 

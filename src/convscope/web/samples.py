@@ -18,7 +18,7 @@ THUMB = 64  # thumbnails at most 64 px a side
 
 class Samples:
     def __init__(self, explorer: Any) -> None:
-        from convscope.data import get_dataset
+        from convscope.train.api import run_dataset
 
         self.explorer = explorer
         cfg = explorer.config
@@ -26,13 +26,13 @@ class Samples:
         if not name or explorer.run_dir is None:
             raise InputError("this network was not trained by convscope, so it has no test split to sample; "
                              "upload or drop an image instead", 404)
-        try:
-            ds = get_dataset(str(name), image_size=cfg.get("image_size"))
+        try:  # split as the run was: a run trained on every image has no test split to pass off as one
+            ds = run_dataset(cfg)
         except Exception as exc:  # missing files, a moved folder: say which, keep serving
             raise InputError(f"the run's dataset {name!r} cannot be loaded here ({str(exc)[:160]}); "
                              "upload an image instead", 404) from None
-        split = ds.test if len(ds.test) else ds.val
-        self.split_name = "test" if len(ds.test) else "val"
+        self.split_name = next((s for s in ("test", "val") if len(ds.split(s))), "train")
+        split = ds.split(self.split_name)
         self.images, self.labels = split.images, split.labels  # uint8 (N, C, H, W), int64 (N,)
         self.classes = list(ds.classes)
         self._predicted: np.ndarray | None = None
