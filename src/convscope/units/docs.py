@@ -20,7 +20,7 @@ def units_run() -> Path:
     if not (RUN / "model.safetensors").is_file():
         from convscope.train import train
 
-        train(model="lenet5", data="mnist", recipe="mnist-fast", out=RUN, progress=False, overwrite=True, seed=0)
+        train(model="lenet5", data="mnist", recipe="mnist-fast", epochs=30, out=RUN, progress=False, overwrite=True, seed=0)
     return RUN
 
 
