@@ -76,7 +76,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"  open http://{host}:{port}   (Ctrl+C to stop)", flush=True)
     common = dict(log_level="warning", access_log=False, timeout_graceful_shutdown=2, log_config=_log_config())
     if args.workers == 1:
-        uvicorn.Server(uvicorn.Config(app, **common)).run(sockets=[sock])
+        try:
+            uvicorn.Server(uvicorn.Config(app, **common)).run(sockets=[sock])
+        finally:  # Ctrl-C, or uvicorn ending: the answer processes go with it, now
+            if getattr(app.state, "pool", None) is not None:
+                app.state.pool.close()
         return 0
     # Several processes share the socket; each loads the run itself (the copy loaded
     # above only checked it, before anything was printed).

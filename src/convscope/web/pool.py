@@ -130,6 +130,7 @@ class AnswerPool:
         self._boots = 0
         self._lock = threading.Lock()
         self._executor: ProcessPoolExecutor | None = None
+        self._booting: ProcessPoolExecutor | None = None  # started, not yet ready
         self._model: Any = None  # the network the running processes hold
         self._starting = False
         self._closed = False
@@ -170,11 +171,13 @@ class AnswerPool:
         return out
 
     def close(self) -> None:
+        """Stop the answer processes now (also one still starting): the server is ending."""
         with self._lock:
             self._closed = True
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
+            executors, self._executor, self._booting = [self._executor, self._booting], None, None
+        for executor in executors:
+            if executor is not None:
+                _stop(executor)
 
     # ---- starting -----------------------------------------------------------------------------
 
@@ -197,24 +200,29 @@ class AnswerPool:
                 return
             executor = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
                                            initializer=_init, initargs=(spec,))
+            with self._lock:
+                self._booting = executor  # close() stops it even before it is ready
             pids = {f.result(timeout=300) for f in [executor.submit(_ready) for _ in range(self.processes)]}
             log.info("%d answer process(es) ready: %s", len(pids), sorted(pids))
         except Exception as exc:  # noqa: BLE001 - the server keeps answering in-process
-            log.warning("answer processes did not start (%s: %s); answering in the server process",
-                        type(exc).__name__, str(exc)[:200])
+            if not self._closed:
+                log.warning("answer processes did not start (%s: %s); answering in the server process",
+                            type(exc).__name__, str(exc)[:200])
             with self._lock:
-                self._starting, self._next_try = False, time.monotonic() + RETRY_AFTER_S
+                self._starting, self._next_try, self._booting = False, time.monotonic() + RETRY_AFTER_S, None
             return
         with self._lock:
-            old, self._executor, self._model = self._executor, executor, model
-            self._boots += 1
-            self.restarts = self._boots - 1
-            self._starting = False
+            self._starting, self._booting = False, None
             closed = self._closed
+            old = None
+            if not closed:
+                old, self._executor, self._model = self._executor, executor, model
+                self._boots += 1
+                self.restarts = self._boots - 1
         if old is not None:
-            old.shutdown(wait=False, cancel_futures=True)
+            _stop(old)
         if closed:
-            executor.shutdown(wait=False, cancel_futures=True)
+            _stop(executor)
         elif model is not self.explorer.model:  # swapped while starting: start again
             self._start()
 
@@ -222,4 +230,13 @@ class AnswerPool:
         with self._lock:
             if self._executor is executor:
                 self._executor = None
-        executor.shutdown(wait=False, cancel_futures=True)
+        _stop(executor)
+
+
+def _stop(executor: ProcessPoolExecutor) -> None:
+    """Shut a pool down without waiting, and end its processes now: one busy (or still
+    importing torch) would otherwise hold the server's exit until it is done."""
+    executor.shutdown(wait=False, cancel_futures=True)
+    for proc in list((getattr(executor, "_processes", None) or {}).values()):  # no public way before 3.14
+        if proc.is_alive():
+            proc.terminate()
