@@ -120,6 +120,27 @@ def browser(tmp_path_factory):
         ctx.close()
 
 
+def offline_page(page, base: str) -> tuple[list[str], list[str], list[str]]:
+    """Let `page` reach only the site at `base` (and data:/blob: URLs): (every URL asked for,
+    the ones refused, the page's errors), filled as it runs."""
+    seen: list[str] = []
+    blocked: list[str] = []
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+    def gate(route):
+        url = route.request.url
+        seen.append(url)
+        if url.startswith((base + "/", "data:", "blob:")):
+            route.continue_()
+        else:
+            blocked.append(url)
+            route.abort()
+
+    page.route("**/*", gate)
+    return seen, blocked, errors
+
+
 @pytest.mark.parametrize("name", ["lenet5", "convnet_small"])
 def test_site_runs_in_the_browser_like_the_server(browser, tmp_path_factory, name):
     from convscope.web import create_app
@@ -129,22 +150,8 @@ def test_site_runs_in_the_browser_like_the_server(browser, tmp_path_factory, nam
     run, site, info = built(name, str(tmp_path_factory.mktemp("site")))
     assert {"index.html", "model.onnx", "model.json"} <= {p.name for p in site.iterdir()}
     httpd, base = static_server(site)
-    seen: list[str] = []
-    blocked: list[str] = []
     page = browser.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-
-    def gate(route):
-        url = route.request.url
-        seen.append(url)
-        if url.startswith(base + "/") or url.startswith("data:") or url.startswith("blob:"):
-            route.continue_()
-        else:
-            blocked.append(url)
-            route.abort()
-
-    page.route("**/*", gate)
+    seen, blocked, errors = offline_page(page, base)
     try:
         t0 = time.perf_counter()
         page.goto(base + "/")

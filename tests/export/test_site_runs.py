@@ -208,22 +208,8 @@ def _run_site(browser, run: Path, site: Path, info: dict, *, draw: bool, name: s
     from convscope.web.live import live_server
 
     httpd, base = site_tests.static_server(site)
-    seen: list[str] = []
-    blocked: list[str] = []
-    errors: list[str] = []
     page = browser.new_page()
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-
-    def gate(route):
-        url = route.request.url
-        seen.append(url)
-        if url.startswith((base + "/", "data:", "blob:")):
-            route.continue_()
-        else:
-            blocked.append(url)
-            route.abort()
-
-    page.route("**/*", gate)
+    seen, blocked, errors = site_tests.offline_page(page, base)
     try:
         t0 = time.perf_counter()
         page.goto(base + "/")
