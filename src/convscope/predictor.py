@@ -43,10 +43,9 @@ def unnormalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) ->
     """(C, H, W) float32 in [0, 1]: the first image of `x` with the normalisation undone."""
     a = x.detach().float().cpu()
     a = a[0] if a.dim() == 4 else a
-    from convscope.data.preprocess import stats_tensors
-
-    m, s = stats_tensors(tuple(float(v) for v in mean), tuple(float(v) for v in std))
-    return np.clip((a * s[0] + m[0]).numpy(), 0.0, 1.0).astype(np.float32)
+    m = torch.tensor(list(mean), dtype=torch.float32).view(-1, 1, 1)
+    s = torch.tensor(list(std), dtype=torch.float32).view(-1, 1, 1)
+    return np.clip((a * s + m).numpy(), 0.0, 1.0).astype(np.float32)
 
 
 def default_config(model: nn.Module, name: str | None = None, kwargs: dict | None = None) -> dict[str, Any]:
