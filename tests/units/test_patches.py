@@ -77,3 +77,28 @@ def test_channel_lists():
 
     with pytest.raises(UserError):
         parse_channels("7-9", 8)
+
+
+def test_a_run_trained_on_every_digit_has_no_test_split_to_rank(lenet_run, tmp_path):
+    """The run's own dataset is split as config.json says the run was trained: a run trained on
+    all 5,000 digits has no test images (never a default split of digits it trained on)."""
+    import json
+    import shutil
+
+    import pytest
+
+    from convscope.errors import UserError
+    from convscope.units.report import dataset_images
+    from convscope.units.target import load_target
+
+    default_test = dataset_images(load_target(str(lenet_run)), None, "test")
+    everything = tmp_path / "everything"
+    shutil.copytree(lenet_run, everything)
+    cfg = json.loads((everything / "config.json").read_text())
+    cfg["split"] = {"seed": 0, "val_fraction": 0.0, "test_fraction": 0.0, "train": 5000, "val": 0, "test": 0}
+    (everything / "config.json").write_text(json.dumps(cfg))
+    target = load_target(str(everything))
+    with pytest.raises(UserError, match="without a test split"):
+        dataset_images(target, None, "test")
+    assert len(dataset_images(target, None, "train")) == 5000
+    assert len(default_test) == 1000 and len(dataset_images(target, None, "all")) == 5000

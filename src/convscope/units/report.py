@@ -38,6 +38,7 @@ def check_out(out: str | Path) -> Path:
 def dataset_images(target: Target, data: str | None, split: str = "all") -> torch.Tensor:
     """uint8 (N, C, H, W) images to rank: `data` (default: the run's own dataset), at the model's input size."""
     from convscope.data import get_dataset
+    from convscope.train.api import split_of
 
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
@@ -48,11 +49,17 @@ def dataset_images(target: Target, data: str | None, split: str = "all") -> torc
                         "(mnist, fashion-mnist, cifar10, synthetic or folder:PATH)")
     c, h, w = target.input_size
     size = config.get("image_size") or (h if h != _native(name) else None)
+    # the run's own dataset is split as the run was (a run trained on every digit has no test split)
+    val_fraction, test_fraction = split_of(config) if name == config.get("dataset") else (None, None)
     try:
-        ds = get_dataset(name, image_size=size, channels=c if name.startswith("folder:") else None)
+        ds = get_dataset(name, image_size=size, channels=c if name.startswith("folder:") else None,
+                         val_fraction=0.1 if val_fraction is None else val_fraction, test_fraction=test_fraction)
     except (FileNotFoundError, OSError) as exc:
         raise DataError(str(exc)) from None
     parts = [ds.train, ds.val, ds.test] if split == "all" else [ds.split(split)]
+    if not any(len(p) for p in parts):
+        raise UserError(f"{target.name} was trained without a {split} split of {name} (config.json \"split\"): "
+                        "rank --split train or --split all, or pass another --data")
     images = torch.cat([p.images for p in parts if len(p)])
     if tuple(images.shape[1:]) != (c, h, w):
         raise DataError(f"{name} images are {'x'.join(map(str, images.shape[1:]))} but {target.model_name} "
