@@ -177,7 +177,7 @@ def train(*, model: str | nn.Module | None = None, data: Any = None, out: str | 
           device: str | None = None, threads: int | None = None, data_root: str | None = None,
           download: bool = False, image_size: int | None = None, overwrite: bool = False,
           report: bool | None = None, val_fraction: float | None = None, test_fraction: float | None = None,
-          **overrides: Any) -> Path:
+          callbacks: Any = (), **overrides: Any) -> Path:
     """Train `model` (a registered name or a module) on `data` (a name or a Dataset); returns the run folder.
 
     model/data default to the recipe's, else lenet5 on mnist. `overrides` are
@@ -212,7 +212,7 @@ def train(*, model: str | nn.Module | None = None, data: Any = None, out: str | 
         with writer(run, rt, replace=overwrite and not resume) as checkpointed:
             barrier(rt)
             result = fit(net, dataset, cfg, out, run_config=run_config, resume=resume, progress=progress,
-                         runtime=rt, on_checkpoint=checkpointed)
+                         runtime=rt, on_checkpoint=checkpointed, callbacks=callbacks)
         if rt.main and (progress if report is None else report):
             print(result_line(out, result, rt), flush=True)
         return out

@@ -63,7 +63,8 @@ def fit(model: nn.Module, dataset: Any, config: TrainConfig, out: str | Path, *,
         before_epoch: Callable[[nn.Module, int], None] | None = None,
         resume: bool = False, progress: bool = True,
         runtime: Runtime | None = None, history: Iterable[dict] = (), phase: str | None = None,
-        on_checkpoint: Callable[[], None] | None = None, title: str | None = None) -> dict[str, Any]:
+        on_checkpoint: Callable[[], None] | None = None, title: str | None = None,
+        callbacks: Iterable[Any] = ()) -> dict[str, Any]:
     """Train `model` on `dataset` (a convscope.data Dataset) and write the run to `out`.
 
     param_groups: torch-style groups (each may carry its own "lr" and
@@ -77,22 +78,31 @@ def fit(model: nn.Module, dataset: Any, config: TrainConfig, out: str | Path, *,
     phase: a name stored in each new row's "phase" (e.g. "head", "all").
     on_checkpoint(): called once, after the first checkpoint (state/state.pt) is written.
     title: the title of curves.png (default: the run folder's name).
+    callbacks: objects with any of `on_start(fit)` (once, at the position training starts from,
+        a resumed one included), `after_step(fit, loss)` (after each optimizer step, before the
+        step counter moves on; `loss` is the step's detached loss) and `after_epoch(fit, row)`
+        (after each epoch's row is written). `fit` gives `module`, `opt`, `dataset`,
+        `train_data`, `val_data`, `rt` (the device), `cfg`, `steps`, `epoch`, `step`, `out` and
+        `history`; a callback reads them (the Train tab's live view: web/train_worker.py).
     Returns {"run", "history", "epochs", "final"}: history over every phase, epochs = this phase's.
     """
     return _Fit(model, dataset, config, Path(out), run_config=run_config, param_groups=param_groups,
                 param_filter=param_filter, frozen_modules=list(frozen_modules),
                 before_epoch=before_epoch, progress=progress, rt=runtime or setup(),
-                history=list(history), phase=phase, on_checkpoint=on_checkpoint, title=title).run(resume)
+                history=list(history), phase=phase, on_checkpoint=on_checkpoint, title=title,
+                callbacks=list(callbacks)).run(resume)
 
 
 class _Fit:
     def __init__(self, model, dataset, cfg: TrainConfig, out: Path, *, run_config, param_groups,
                  param_filter, frozen_modules, before_epoch, progress, rt: Runtime, history: list[dict],
-                 phase: str | None, on_checkpoint: Callable[[], None] | None, title: str | None) -> None:
+                 phase: str | None, on_checkpoint: Callable[[], None] | None, title: str | None,
+                 callbacks: list[Any] = ()) -> None:
         self.cfg, self.out, self.rt, self.dataset = cfg, out, rt, dataset
         self.run_dir = RunDir(out)
         self.prior, self.phase, self.on_checkpoint = history, phase, on_checkpoint
         self.title = title or str(out.name)
+        self.callbacks = list(callbacks)
         self.module = model.to(rt.device)
         self.model = self.module
         if rt.world > 1:
@@ -168,9 +178,16 @@ class _Fit:
             raise KeyboardInterrupt
         self.stop_requested = True
 
+    def _notify(self, hook: str, *args: Any) -> None:
+        for cb in self.callbacks:
+            fn = getattr(cb, hook, None)
+            if fn is not None:
+                fn(self, *args)
+
     def run(self, resume: bool) -> dict[str, Any]:
         if resume:
             self._restore()
+        self._notify("on_start")
         bar = Progress(self.cfg.epochs, self.steps, self.cfg.batch_size, enabled=self.show)
         self.stop_requested = False
         # Under DDP the ranks could stop at different steps and hang in the next all-reduce,
@@ -209,7 +226,9 @@ class _Fit:
         pending: list[torch.Tensor] = []
         while self.step < self.steps:
             self.in_step = True
-            pending.append(self._train_step(perm, gen))
+            loss = self._train_step(perm, gen)
+            pending.append(loss)
+            self._notify("after_step", loss)
             self.step += 1
             self.in_step = False
             if self.stop_requested:
@@ -268,6 +287,7 @@ class _Fit:
         if rt.main:
             self._write_epoch()
         bar.end_epoch(row)
+        self._notify("after_epoch", row)
 
     def _on_interrupt(self) -> Interrupted:
         hint = f"convscope train --out {self.out} --resume"

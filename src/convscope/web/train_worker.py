@@ -70,7 +70,7 @@ def kernels(model: nn.Module) -> dict[str, Any] | None:
 
 
 class Watcher:
-    """Emits events from inside the loop; `attach(fit)` is called with the loop's _Fit object."""
+    """Emits events from inside the loop (`Watch` makes one when `fit` starts)."""
 
     def __init__(self, fit: Any) -> None:
         self.fit = fit
@@ -136,28 +136,27 @@ class Watcher:
         self.probe_cost = self.last_probe - t0
 
 
-def _watched_fit_class():
-    """The loop's _Fit with a Watcher: after every step, and at each epoch's end."""
-    from convscope.train import loop
+class Watch:
+    """The Train tab's view of a training run, as `fit` callbacks (train.loop.fit): a Watcher
+    once training starts (at the resumed position too), one after every step, and each epoch's
+    row and a probe at each epoch's end. `pace_s`: a sleep after each step (between steps, so
+    watching slowly changes no number)."""
 
-    class WatchedFit(loop._Fit):
-        def run(self, resume: bool):
-            if resume:
-                self._restore()  # here, so the watcher starts at the resumed position
-            self.watcher = Watcher(self)
-            return super().run(False)
+    def __init__(self, pace_s: float = 0.0) -> None:
+        self.pace_s = pace_s
+        self.watcher: Watcher | None = None
 
-        def _train_step(self, perm, gen):
-            loss = super()._train_step(perm, gen)
-            self.watcher.after_step(loss)
-            return loss
+    def on_start(self, fit: Any) -> None:
+        self.watcher = Watcher(fit)
 
-        def _end_epoch(self, bar):
-            super()._end_epoch(bar)
-            emit(dict(self.history[-1], type="epoch"))
-            self.watcher.probe()
+    def after_step(self, fit: Any, loss: torch.Tensor) -> None:
+        self.watcher.after_step(loss)
+        if self.pace_s:
+            time.sleep(self.pace_s)
 
-    return WatchedFit
+    def after_epoch(self, fit: Any, row: dict) -> None:
+        emit(dict(row, type="epoch"))
+        self.watcher.probe()
 
 
 def _stop_when_orphaned() -> None:
@@ -180,20 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     spec = json.loads((argv or sys.argv[1:])[0])
     _stop_when_orphaned()
     pace = float(spec.pop("pace_ms", 0) or 0) / 1000
-    from convscope.train import Interrupted, loop, train
+    from convscope.train import Interrupted, train
 
-    watched = _watched_fit_class()
-    if pace:
-        step = watched._train_step
-
-        def paced(self, perm, gen, step=step):
-            time.sleep(pace)  # watching slowly changes no number: the sleep is between steps
-            return step(self, perm, gen)
-
-        watched._train_step = paced
-    loop._Fit = watched
     try:
-        run = train(progress=False, report=False, **spec)
+        run = train(progress=False, report=False, callbacks=[Watch(pace)], **spec)
     except Interrupted as exc:
         emit({"type": "stopped", "message": exc.message, "run": str(exc.run)})
         return 0
