@@ -57,11 +57,13 @@ def resolve(model: nn.Module, names: Iterable[str] | None) -> dict[str, nn.Modul
     return out
 
 
-def _keep(value: Any, detach: bool) -> Any:
+def _keep(value: Any, detach: bool, clone: bool = True) -> Any:
     if isinstance(value, torch.Tensor):
-        return value.detach().clone() if detach else value.clone()
+        if detach:
+            return value.detach().clone()
+        return value.clone() if clone else value
     if isinstance(value, (tuple, list)):
-        kept = [_keep(v, detach) for v in value]
+        kept = [_keep(v, detach, clone) for v in value]
         return tuple(v for v in kept if v is not None) or None
     return None
 
@@ -74,10 +76,14 @@ class Capture:
     absent. `clear()` empties it between forwards.
     """
 
-    def __init__(self, model: nn.Module, names: Iterable[str] | None = None, *, detach: bool = True) -> None:
+    def __init__(self, model: nn.Module, names: Iterable[str] | None = None, *, detach: bool = True,
+                 clone: bool = True) -> None:
         self.model = model
         self.modules = resolve(model, names)
         self.detach = detach
+        # detach=False, clone=False: the very output tensor, so a gradient can be taken with
+        # respect to it (Grad-CAM); a clone is a copy off the path to the model's output
+        self.clone = clone
         self.outputs: dict[str, Any] = {}
         self.first_calls: dict[str, None] = {}  # names in the order of their first call
         self._handles: list[Any] = []
@@ -88,7 +94,7 @@ class Capture:
 
     def _hook(self, name: str):
         def hook(_mod: nn.Module, _inp: Any, out: Any) -> None:
-            kept = _keep(out, self.detach)
+            kept = _keep(out, self.detach, self.clone)
             if kept is not None:
                 self.first_calls.setdefault(name)
                 self.outputs.pop(name, None)  # re-inserted: the order is the order of the last calls

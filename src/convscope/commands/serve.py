@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             uvicorn.Server(uvicorn.Config(app, **common)).run(sockets=[sock])
         finally:  # Ctrl-C, or uvicorn ending: the answer processes go with it, now
-            if getattr(app.state, "pool", None) is not None:
+            if app.state.pool is not None:
                 app.state.pool.close()
         return 0
     # Several processes share the socket; each loads the run itself (the copy loaded

@@ -34,7 +34,6 @@ whole run config (config.json) or just its "preprocessing" dict.
 from __future__ import annotations
 
 import functools
-
 import io
 from pathlib import Path
 from typing import Any, Union
@@ -221,6 +220,9 @@ def raw_downsample(gray: np.ndarray) -> np.ndarray:
     return _resize_float(to_gray(gray), (MNIST_SIZE, MNIST_SIZE), Image.Resampling.BOX)
 
 
+_LIGHT_BORDER = 0.5  # a border median above this is paper, not a canvas
+
+
 def _border_level(gray: np.ndarray) -> float:
     """Median of the outer 5% ring of the image (at least one pixel wide): the paper."""
     h, w = gray.shape
@@ -232,7 +234,7 @@ def _border_level(gray: np.ndarray) -> float:
 
 def has_light_background(gray: np.ndarray) -> bool:
     """True when the border of the image is mostly light: black ink on white paper."""
-    return _border_level(gray) > 0.5
+    return _border_level(gray) > _LIGHT_BORDER
 
 
 def _clean_digit(gray: np.ndarray, background: float | None = None) -> np.ndarray:
@@ -278,9 +280,11 @@ def _normalize(x: torch.Tensor, mean: list[float], std: list[float]) -> torch.Te
 
 @functools.lru_cache(maxsize=64)
 def stats_tensors(mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The normalisation as (1, C, 1, 1) float32 tensors, made once per (mean, std): read only."""
-    return (torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1),
-            torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+    """The normalisation as (1, C, 1, 1) float32 tensors, made once per (mean, std): read only
+    (ordinary tensors even when first asked for inside torch.inference_mode)."""
+    with torch.inference_mode(False):
+        return (torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1),
+                torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
 
 def _digit_gray(image: ImageLike, pre: dict[str, Any], auto_invert: bool | None) -> np.ndarray:
@@ -289,7 +293,7 @@ def _digit_gray(image: ImageLike, pre: dict[str, Any], auto_invert: bool | None)
     auto = pre.get("auto_invert", True) if auto_invert is None else auto_invert
     if auto:
         level = _border_level(g)
-        if level > 0.5:  # has_light_background: black ink on white paper -> MNIST's white ink on black
+        if level > _LIGHT_BORDER:  # has_light_background: black ink on white paper -> white ink on black
             g = 1.0 - g
             level = None  # the inverted image's border (the median of 1 - g is not 1 - median in float32)
         g = _clean_digit(g, level)

@@ -40,19 +40,17 @@ class _Cam:
     """x, onehot -> the Grad-CAM map (H, W) of the class `onehot` selects, at `layer`."""
 
     def __init__(self, model: nn.Module, layer: str) -> None:
-        self.model, self.layer = model, model.get_submodule(layer)
+        self.model, self.layer = model, layer
 
     def __call__(self, x: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
-        box: dict[str, torch.Tensor] = {}
-        hook = self.layer.register_forward_hook(lambda _m, _i, out: box.__setitem__("a", out))
-        try:
-            with torch.enable_grad():
+        from convscope.capture import Capture
+
+        with torch.enable_grad():
+            with Capture(self.model, [self.layer], detach=False, clone=False) as cap:
                 logits = self.model(x.clone().requires_grad_(True))
-                logits = logits[0] if isinstance(logits, (tuple, list)) else logits
-                a = box["a"]                                              # (1, K, h, w)
-                (grad,) = torch.autograd.grad((logits * onehot).sum(), a)  # d score / d A
-        finally:
-            hook.remove()
+            logits = logits[0] if isinstance(logits, (tuple, list)) else logits
+            a = cap.outputs[self.layer]                                   # (1, K, h, w)
+            (grad,) = torch.autograd.grad((logits * onehot).sum(), a)      # d score / d A
         weights = grad.mean(dim=(2, 3), keepdim=True)                      # alpha_k (eq. 1)
         cam = F.relu((weights * a).sum(1, keepdim=True))                   # eq. 2
         return F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]

@@ -149,10 +149,10 @@ def create_app(run_dir: str | Path | None = None, *, explorer: Explorer | None =
 
     model_json()
     slow = explorer.macs > BIG_MACS  # big networks run in a worker thread, so the loop keeps serving
-    batcher = app.state.batcher = None if slow else predict_batcher(explorer, max_batch=max_batch,
-                                                                      max_wait_s=max_wait_s, processes=processes)
-    pool = app.state.pool = getattr(batcher, "answer_pool", None)
-    in_process = getattr(batcher, "in_process", None)  # guards this process's model when batches run in parallel
+    model_lock = threading.Lock()  # one forward pass of this process's model at a time
+    batcher, pool = (None, None) if slow else predict_batcher(explorer, max_batch=max_batch, max_wait_s=max_wait_s,
+                                                              processes=processes, lock=model_lock)
+    app.state.batcher, app.state.pool = batcher, pool
 
     if pool is not None:
         app.router.add_event_handler("shutdown", pool.close)
@@ -160,10 +160,8 @@ def create_app(run_dir: str | Path | None = None, *, explorer: Explorer | None =
     async def call(fn, *args, **kwargs):
         if slow:
             return await run_in_threadpool(fn, *args, **kwargs)
-        if batcher is not None:  # the batches' thread: one forward pass at a time, never two at once
-            if in_process is not None:
-                return await batcher.call(_locked, in_process, fn, *args, **kwargs)
-            return await batcher.call(fn, *args, **kwargs)
+        if batcher is not None:  # off the loop, never beside a batch computed in this process
+            return await batcher.call(_locked, model_lock, fn, *args, **kwargs)
         return fn(*args, **kwargs)
 
     @app.get("/api/health")
@@ -271,22 +269,23 @@ def _locked(lock: threading.Lock, fn, *args, **kwargs):
         return fn(*args, **kwargs)
 
 
-def predict_batcher(explorer: Explorer, *, max_batch: int = 32, max_wait_s: float = 0.002, processes: int = 0):
-    """A Batcher answering parsed /api/predict image bodies (None for max_batch 1): a body
-    that cannot be read fails alone, the rest of its batch shares one forward pass. With
-    `processes` >= 1 the batches are computed in that many answer processes (web/pool.py),
-    as many at a time, and in this process until they are ready."""
+def predict_batcher(explorer: Explorer, *, max_batch: int = 32, max_wait_s: float = 0.002, processes: int = 0,
+                    lock: threading.Lock | None = None):
+    """(Batcher, AnswerPool or None) answering parsed /api/predict image bodies ((None, None)
+    for max_batch 1): a body that cannot be read fails alone, the rest of its batch shares one
+    forward pass. With `processes` >= 1 the batches are computed in that many answer processes
+    (web/pool.py), as many at a time, and in this process (holding `lock`) until they are ready."""
     from convscope.web.batching import Batcher
     from convscope.web.pool import AnswerPool, answer_bodies
 
     if max_batch <= 1:
-        return None
+        return None, None
     # every forward pass gets MIN_ROWS rows, so an answer does not depend on its batch's size
     from convscope.web.inference import MIN_ROWS
 
     explorer.min_rows = max(explorer.min_rows, MIN_ROWS)
     pool = AnswerPool(explorer, processes) if processes >= 1 else None
-    in_process = threading.Lock() if pool is not None else None
+    lock = lock or threading.Lock()
 
     def here(bodies: list[dict[str, Any]]) -> list[Any]:
         return [a if isinstance(a, InputError) else a[0] for a in answer_bodies(explorer, bodies)]
@@ -295,16 +294,13 @@ def predict_batcher(explorer: Explorer, *, max_batch: int = 32, max_wait_s: floa
         answers = pool.answer(bodies) if pool is not None else None
         if answers is not None:
             return answers
-        if in_process is None:
-            return here(bodies)
-        return _locked(in_process, here, bodies)
+        return _locked(lock, here, bodies)
 
     # one batch more than processes: each process finds the next batch waiting when it is done
     # (benchmarks/serve.py --batching: 2 processes, 16 clients: 470/s with 2 at a time, 910/s with 3, 860/s with 4)
     batcher = Batcher(run_batch, max_batch=max_batch, max_wait_s=max_wait_s,
                       concurrency=processes + 1 if pool is not None else 1)
-    batcher.answer_pool, batcher.in_process = pool, in_process
-    return batcher
+    return batcher, pool
 
 
 def app_from_env() -> FastAPI:

@@ -126,8 +126,7 @@ class AnswerPool:
             raise ValueError("an AnswerPool needs at least one process")
         self.explorer = explorer
         self.processes = processes
-        self.restarts = 0  # pools started after the first (a process died, the network changed)
-        self._boots = 0
+        self._boots = 0  # pools that became ready
         self._lock = threading.Lock()
         self._executor: ProcessPoolExecutor | None = None
         self._booting: ProcessPoolExecutor | None = None  # started, not yet ready
@@ -137,6 +136,11 @@ class AnswerPool:
         self._unable: Any = None   # the network that cannot be rebuilt in another process
         self._next_try = 0.0       # after a failed start, when to try again
         self._start()
+
+    @property
+    def restarts(self) -> int:
+        """Pools started after the first (a process died, the network changed)."""
+        return max(0, self._boots - 1)
 
     @property
     def ready(self) -> bool:
@@ -218,7 +222,6 @@ class AnswerPool:
             if not closed:
                 old, self._executor, self._model = self._executor, executor, model
                 self._boots += 1
-                self.restarts = self._boots - 1
         if old is not None:
             _stop(old)
         if closed:

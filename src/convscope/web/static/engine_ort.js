@@ -241,6 +241,14 @@
     return compute(s, x, shown, raw);
   }
 
+  // [id, what was kept of it] for ?input=ID, or the last input answered
+  function keptInput(s, input) {
+    if (!s.kept.size) fail("nothing predicted yet: draw something first");
+    const id = input != null ? Number(input) : [...s.kept.keys()].pop();
+    const kept = s.kept.get(id) || fail(`input ${id} is no longer kept (this page keeps the last ${s.desc.site.keep_inputs}); predict it again`);
+    return [id, kept];
+  }
+
   async function layer(name, opts = {}) {
     const s = await load();
     const info = s.desc.layers.find((l) => l.name === name) || fail(`no layer "${name}" in this network`);
@@ -248,9 +256,7 @@
     const offset = Number(opts.offset || 0), limit = Number(opts.limit || 64);
     if (sort !== "index" && sort !== "strength") fail('sort must be "index" or "strength"');
     if (!(offset >= 0) || !(limit >= 1 && limit <= MAX_PAGE_MAPS)) fail(`offset must be >= 0 and limit 1..${MAX_PAGE_MAPS}`);
-    if (!s.kept.size) fail("nothing predicted yet: draw something first");
-    const id = opts.input != null ? Number(opts.input) : [...s.kept.keys()].pop();
-    const kept = s.kept.get(id) || fail(`input ${id} is no longer kept (this page keeps the last ${s.desc.site.keep_inputs}); predict it again`);
+    const [id, kept] = keptInput(s, opts.input);
     const enc = encode(info, kept.values[name], { offset, limit, sort });
     enc.input_id = id;
     return enc;
@@ -285,9 +291,7 @@
     if (why) fail(why);
     const rank = Number(opts.rank === undefined ? 0 : opts.rank);
     if (rank !== 0 && rank !== 1) fail("rank must be 0 (the first guess) or 1 (the second)");
-    if (!s.kept.size) fail("no such input kept: predict something first");
-    const id = opts.input != null ? Number(opts.input) : [...s.kept.keys()].pop();
-    const kept = s.kept.get(id) || fail(`input ${id} is no longer kept (this page keeps the last ${s.desc.site.keep_inputs}); predict it again`);
+    const [id, kept] = keptInput(s, opts.input);
     const [C, H, W] = s.desc.input_size;
     const target = kept.logits.map((_, i) => i).sort((a, b) => kept.logits[b] - kept.logits[a])[rank];
     const onehot = new Float32Array(kept.logits.length);
