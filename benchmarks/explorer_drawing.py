@@ -2,9 +2,11 @@
 
     PYTHONPATH=src OMP_NUM_THREADS=1 .venv/bin/python benchmarks/explorer_drawing.py
 
-The whole /api/predict path minus HTTP: the PNG data URL decoded, prepared by the predictor
-(MNIST centring and the plain resize shown beside it), one forward of the traced graph keeping
-every node, every layer encoded, JSON. Process time (CPU), so a busy machine inflates it least.
+The whole /api/predict path minus HTTP, through the engine's one entry point
+(`Explorer.answer`): the body read, the PNG decoded, prepared by the predictor (MNIST
+centring and the plain resize shown beside it), one forward of the traced graph keeping every
+node, every layer encoded, JSON; alone (`answer_cpu_ms`) and in batches of 16
+(`batch16_cpu_ms_per_answer`). Process time (CPU), so a busy machine inflates it least.
 """
 from __future__ import annotations
 
@@ -18,8 +20,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from serve import drawing_png  # noqa: E402  (the same drawing the server benchmark posts)
 
-from convscope.web.encoding import image_from_request  # noqa: E402
-from convscope.web.inference import Explorer  # noqa: E402
+from convscope.web.engine import Explorer  # noqa: E402
+
+
+def cpu_ms(fn, n: int) -> float:
+    t = time.process_time()
+    for _ in range(n):
+        fn()
+    return 1000 * (time.process_time() - t) / n
 
 
 def main(n: int = 300) -> dict:
@@ -27,13 +35,11 @@ def main(n: int = 300) -> dict:
     explorer = Explorer.from_name("lenet5")
     body = {"png": drawing_png()}
     for _ in range(30):  # warm up
-        image, preprocess = image_from_request(body)
-        explorer.predict_json(image, preprocess=preprocess)
-    t = time.process_time()
-    for _ in range(n):
-        image, preprocess = image_from_request(body)
-        explorer.predict_json(image, preprocess=preprocess)
-    return {"model": "lenet5", "answers": n, "answer_cpu_ms": round(1000 * (time.process_time() - t) / n, 3)}
+        explorer.answer([body])
+    lone = cpu_ms(lambda: explorer.answer([body]), n)
+    batch = cpu_ms(lambda: explorer.answer([body] * 16), max(1, n // 16)) / 16
+    return {"model": "lenet5", "answers": n, "answer_cpu_ms": round(lone, 3),
+            "batch16_cpu_ms_per_answer": round(batch, 3)}
 
 
 if __name__ == "__main__":

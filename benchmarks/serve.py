@@ -194,17 +194,16 @@ def predict_only_ms(run: Path, n: int = 300) -> dict:
     inflates far less: it does not count waiting for a core)."""
     import torch
 
-    from convscope.web.encoding import image_from_png
-    from convscope.web.inference import Explorer
+    from convscope.web.engine import Explorer
 
     torch.set_num_threads(1)
     ex = Explorer.from_run(run)
-    url = drawing_png()
+    body = {"png": drawing_png()}
     times = []
     c0 = time.process_time()
     for _ in range(n):
         t0 = time.perf_counter()
-        ex.predict_json(image_from_png(url))
+        ex.answer([body])
         times.append(time.perf_counter() - t0)
     cpu = (time.process_time() - c0) / n
     return {"wall_median_ms": round(statistics.median(times) * 1000, 3), "cpu_ms": round(cpu * 1000, 3)}
@@ -330,18 +329,15 @@ def batching_comparison(run: Path, seconds: float, rounds: int = 2, baseline_ref
 
 def in_process_batch_cpu(run: Path, batch: int = 16, rounds: int = 10) -> dict:
     """CPU time per answer without HTTP (process_time: a busy machine barely inflates it):
-    `Explorer.predict` one image at a time, against `predict_json_many` on batches of `batch`."""
+    `Explorer.answer` one image at a time, against batches of `batch`."""
     import torch
 
-    from convscope.web.encoding import image_from_png
-    from convscope.web.inference import MIN_ROWS, Explorer
+    from convscope.web.engine import Explorer
 
     torch.set_num_threads(1)
-    images = [image_from_png(line.split(b"\r\n\r\n", 1)[1].decode().split('"')[3])
-              for line in classroom_drawings(batch)]
-    alone, batched = Explorer.from_run(run), Explorer.from_run(run)
-    batched.min_rows = MIN_ROWS
-    alone.predict(images[0]), batched.predict_json_many([(images[0], True)])  # warm-up
+    images = [{"png": line.split(b"\r\n\r\n", 1)[1].decode().split('"')[3]} for line in classroom_drawings(batch)]
+    alone = batched = Explorer.from_run(run)
+    alone.answer(images[:1])  # warm-up
 
     def cpu(fn) -> float:
         c0 = time.process_time()
@@ -349,8 +345,8 @@ def in_process_batch_cpu(run: Path, batch: int = 16, rounds: int = 10) -> dict:
             fn()
         return (time.process_time() - c0) * 1000 / (rounds * batch)
 
-    one = cpu(lambda: [alone.predict(img) for img in images])
-    many = cpu(lambda: batched.predict_json_many([(img, True) for img in images]))
+    one = cpu(lambda: [alone.answer([img]) for img in images])
+    many = cpu(lambda: batched.answer(images))
     return {"batch": batch, "one_at_a_time_cpu_ms": round(one, 3), "batched_cpu_ms": round(many, 3),
             "ratio": round(one / many, 2)}
 
@@ -493,8 +489,7 @@ def explorer_speed_one(name: str, reps: int) -> dict:
     import torch
 
     from convscope.models import create_model
-    from convscope.web.encoding import image_from_file, image_from_png
-    from convscope.web.inference import Explorer
+    from convscope.web.engine import Explorer
 
     torch.manual_seed(0)
     t0 = time.perf_counter()
@@ -504,9 +499,9 @@ def explorer_speed_one(name: str, reps: int) -> dict:
     with torch.inference_mode():
         forward, forward_cpu = _median_ms(lambda: ex.model(x), reps)
     url = drawing_png() if ex.input_size[0] == 1 else photo_jpeg()
-    decode = image_from_png if ex.input_size[0] == 1 else image_from_file
+    key = "png" if ex.input_size[0] == 1 else "file"
     answer = {}
-    answer_ms, answer_cpu = _median_ms(lambda: answer.update(text=ex.predict_json(decode(url))), reps)
+    answer_ms, answer_cpu = _median_ms(lambda: answer.update(text=ex.answer([{key: url}])[0].json), reps)
     body = json.loads(answer["text"])
     first = {layer["name"] for layer in body["layers"]}
     later = [layer["name"] for layer in ex.layers if layer["name"] not in first and len(layer["shape"]) == 3]

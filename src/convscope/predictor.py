@@ -65,6 +65,37 @@ def default_config(model: nn.Module, name: str | None = None, kwargs: dict | Non
     }
 
 
+def is_digits(config: dict[str, Any]) -> bool:
+    """The one rule for "this network reads MNIST-style digits": its inputs are prepared as
+    digits (ink box scaled and centred) and have one channel. The explorer's pad, its
+    warnings and the page all follow it (the page reads it from /api/model)."""
+    pre = config.get("preprocessing") or {}
+    size = config.get("input_size") or [pre.get("channels", 1)]
+    return pre.get("kind") == "digits" and int(size[0]) == 1
+
+
+def normalize_config(model: nn.Module, config: dict[str, Any] | None = None, *,
+                     defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The one run-config normaliser: `config` with every key the predictor, the explorer and
+    the page read filled in from the model (old runs and hand-written configs lack some).
+    `defaults`: `default_config(model)`, when the caller has it already."""
+    defaults = defaults or default_config(model)
+    given = {k: v for k, v in (config or {}).items() if v is not None}
+    cfg = {**defaults, **given}
+    c, h, w = (int(v) for v in cfg["input_size"])
+    cfg["input_size"] = [c, h, w]
+    # preprocessing and normalisation follow the input size the config gives, not the defaults'
+    pre = dict(given.get("preprocessing") or {})
+    pre.setdefault("kind", defaults["preprocessing"]["kind"] if [c, h, w] == defaults["input_size"]
+                   else ("digits" if c == 1 and max(h, w) <= 32 else "resize"))
+    pre.setdefault("size", [h, w])
+    pre.setdefault("channels", c)
+    cfg["preprocessing"] = pre
+    norm = given.get("normalization") or {"mean": pre.get("mean", [0.0] * c), "std": pre.get("std", [1.0] * c)}
+    cfg["normalization"] = {"mean": [float(v) for v in norm["mean"]], "std": [float(v) for v in norm["std"]]}
+    return cfg
+
+
 def _per_channel(values: Sequence[float], c: int, what: str) -> list[float]:
     values = [float(v) for v in values]
     if len(values) == 1:
@@ -82,7 +113,7 @@ class Predictor:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         defaults = default_config(model)
-        self.config = {**defaults, **{k: v for k, v in (config or {}).items() if v is not None}}
+        self.config = normalize_config(model, config, defaults=defaults)
         self.input_size = tuple(int(v) for v in self.config["input_size"])
         c = self.input_size[0]
         norm = self.config["normalization"]

@@ -12,7 +12,7 @@ import torch
 
 def _explorer(name: str):
     from convscope.models import create_model
-    from convscope.web.inference import Explorer
+    from convscope.web.engine import Explorer
 
     torch.manual_seed(7)
     return Explorer(create_model(name), {"classes": [str(i) for i in range(10)]})
@@ -30,8 +30,8 @@ def test_the_exported_gradient_graph_gives_the_servers_map(tmp_path, name):
     real = 0
     for _ in range(3):
         img = (rng.random(ex.input_size[1:]) > 0.7).astype(np.float32)  # a speckled drawing
-        x = ex.prepare(img, preprocess=False)
-        ans = ex.compute(x)
+        x = ex.snapshot.prepare(img, preprocess=False)[0]
+        ans = ex.predict(img, preprocess=False)
         for rank in (0, 1):
             want = ex.gradcam(input_id=ans["input_id"], rank=rank)
             assert want["layer"] == info["layer"]
@@ -66,8 +66,7 @@ def test_the_site_keeps_the_servers_misclassified_samples_and_whole_large_images
     from convscope.export.site import WRONG_KEPT, build_site, find_ort_web
     from convscope.models import create_model
     from convscope.runs import save_run
-    from convscope.web.inference import Explorer
-    from convscope.web.samples import Samples
+    from convscope.web.engine import Explorer
 
     try:
         find_ort_web()
@@ -93,7 +92,6 @@ def test_the_site_keeps_the_servers_misclassified_samples_and_whole_large_images
     wrong = json.loads((site / "samples_wrong.json").read_text())
     first = json.loads((site / "samples.json").read_text())
     ex = Explorer.from_run(run)
-    source = Samples(ex)
     want = ex.samples(offset=0, limit=WRONG_KEPT, wrong=True)
     assert want["total"] > 0  # random weights: some are wrong
     key = lambda items: [(s["index"], s["truth"], s["predicted"], s["png"]) for s in items]  # noqa: E731
@@ -104,5 +102,5 @@ def test_the_site_keeps_the_servers_misclassified_samples_and_whole_large_images
         thumb = Image.open(io.BytesIO(base64.b64decode(item["png"].split(",", 1)[1])))
         assert max(thumb.size) == 64 and whole.shape == (80, 80, 3)
         # what the server feeds for this sample is what the whole image gives
-        np.testing.assert_array_equal(ex.prepare(whole, preprocess=False).numpy(),
-                                      ex.prepare(source.image(item["index"])[0], preprocess=False).numpy())
+        np.testing.assert_array_equal(ex.snapshot.prepare(whole, preprocess=False)[0].numpy(),
+                                      ex.snapshot.prepare(ex.sample_image(item["index"])[0], preprocess=False)[0].numpy())

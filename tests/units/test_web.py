@@ -18,9 +18,10 @@ def _client(run_dir, steps=8):
     from convscope.web.units_routes import router
 
     app = FastAPI()
-    app.state.explorer = SimpleNamespace(run_dir=str(run_dir) if run_dir else None)
-    if run_dir:
-        app.state.units_jobs = cache.Jobs(lambda: load_target(str(run_dir)), Path(run_dir), steps=steps)
+    snap = SimpleNamespace(run_dir=str(run_dir) if run_dir else None)
+    app.state.explorer = SimpleNamespace(snapshot=snap)
+    if run_dir:  # the jobs of this snapshot (units_routes keeps one Jobs per network shown)
+        app.state.units_jobs = (snap, cache.Jobs(lambda: load_target(str(run_dir)), Path(run_dir), steps=steps))
     app.include_router(router)
     return TestClient(app)
 
@@ -79,3 +80,35 @@ def test_bad_requests_are_4xx(lenet_run, params, words):
 def test_a_model_without_a_run_is_409():
     r = _client(None).get("/api/units", params={"layer": "conv1", "channel": "0"})
     assert r.status_code == 409 and "--run" in r.json()["detail"]
+
+
+def test_units_of_two_layers_asked_at_once_both_finish(lenet_run, tmp_path):
+    """Clicking units in two layers within a moment: both layers are computed (one after the
+    other, on the one target network), never "Trying to backward through the graph a second time"."""
+    import shutil
+    from concurrent.futures import ThreadPoolExecutor
+
+    run = tmp_path / "run"
+    shutil.copytree(lenet_run, run)
+    client = _client(run)
+    with ThreadPoolExecutor(2) as ex:
+        a, b = ex.map(lambda layer: _wait(client, layer, 1)[0], ["conv1", "conv2"])
+    assert (a["layer"], b["layer"]) == ("conv1", "conv2") and a["top"] and b["top"]
+
+
+def test_a_superscript_digit_is_not_a_channel(lenet_run):
+    r = _client(lenet_run).get("/api/units", params={"layer": "conv1", "channel": "\u00b2"})
+    assert r.status_code == 422 and "whole number" in r.json()["detail"]
+
+
+def test_units_follow_the_network_the_explorer_shows(lenet_run, tmp_path):
+    """After a swap the units routes answer for the new snapshot's run, not the old one's."""
+    from convscope.web.units_routes import router
+
+    app = FastAPI()
+    app.state.explorer = SimpleNamespace(snapshot=SimpleNamespace(run_dir=str(lenet_run)))
+    app.include_router(router)
+    client = TestClient(app)
+    assert client.get("/api/units/layers").status_code == 200
+    app.state.explorer = SimpleNamespace(snapshot=SimpleNamespace(run_dir=None))  # a zoo network swapped in
+    assert client.get("/api/units/layers").status_code == 409

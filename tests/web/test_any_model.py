@@ -68,7 +68,7 @@ def test_resnet_add_node_holds_the_sum_and_the_relu_after_it(explorers):
     x = torch.randn(1, 3, 224, 224)
     _, outs = capture(e.model, x, ["layer1.0.bn2", "maxpool"])
     want = torch.relu(outs["layer1.0.bn2"] + outs["maxpool"])[0]
-    _, values = e._forward(x)
+    _, values = e.snapshot.forward(x)
     add = next(layer for layer in e.layers if layer["name"] == "layer1.0.add")
     assert add["inputs"] == ["layer1.0.bn2", "maxpool"] and add["activation"] == "relu"
     torch.testing.assert_close(e.value(values, "layer1.0.add"), want)
@@ -127,7 +127,7 @@ def test_a_big_network_answers_with_a_first_screen_under_1mb(explorers):
         page = c.get("/api/layer", params={"name": name, "input": body["input_id"], "offset": 8,
                                              "limit": 16, "sort": "strength"}).json()
         assert page["total_maps"] == 512 and len(page["maps"]) == 16
-        _, values = e._forward(e.prepare(_pil(img)))
+        _, values = e.snapshot.forward(e.snapshot.prepare(_pil(img))[0])
         full = e.value(values, name).numpy()
         strength = full.reshape(512, -1).mean(1)
         assert page["maps"] == np.argsort(-strength, kind="stable")[8:24].tolist()
@@ -185,7 +185,7 @@ def test_gradcam_for_the_first_and_second_guess_is_the_saliency_modules(explorer
         for rank in (0, 1):
             cam = c.get("/api/gradcam", params={"input": body["input_id"], "rank": rank}).json()
             assert cam["target"] == body["top"][rank]["index"] and cam["label"] == body["top"][rank]["label"]
-            x = e.prepare(img, preprocess=False)
+            x = e.snapshot.prepare(img, preprocess=False)[0]
             want, _, layer = saliency_map(e.model, x, method="gradcam", target=cam["target"])
             got = np.frombuffer(base64.b64decode(cam["data"]), np.uint8).reshape(cam["shape"]) / 255
             assert cam["layer"] == layer
@@ -258,7 +258,7 @@ def test_a_model_fx_cannot_trace_is_shown_as_its_chain_and_says_so():
     with TestClient(create_app(explorer=e)) as c:
         img = np.random.default_rng(0).random((28, 28))
         body = c.post("/api/predict", json={"image": img.tolist()}).json()
-    x = e.prepare(img.astype(np.float32))
+    x = e.snapshot.prepare(img.astype(np.float32))[0]
     with torch.no_grad():
         want = torch.softmax(model(x).double(), 1)[0].numpy()
     np.testing.assert_allclose(body["probabilities"], want, rtol=1e-6)
@@ -284,7 +284,7 @@ def test_same_padding_is_given_as_the_rows_and_columns_before_the_input(explorer
     mod = e.model.get_submodule(layer["module"])
     src = layer["inputs"][0]
     x = torch.randn(1, *e.input_size)
-    _, values = e._forward(x)
+    _, values = e.snapshot.forward(x)
     inp = e.value(values, src)[None] if src != "input" else x
     n = inp.shape[-1]
     k, s = layer["kernel"][0], layer["stride"][0]

@@ -178,15 +178,12 @@ def test_labels_come_from_the_run_config():
     assert body["top"][0]["label"] == names[int(np.argmax(body["probabilities"]))]
 
 
-def test_predict_json_is_predict_as_json(random_explorer):
-    import json
-
+def test_each_answer_names_its_own_input_and_network(random_explorer):
+    """Two answers of one image: the same numbers, their own input ids, the network's version."""
     img = _digit()
-    fast, slow = json.loads(random_explorer.predict_json(img)), random_explorer.predict(img)
-    assert slow.pop("input_id") == fast.pop("input_id") + 1  # each answer names its own input
-    for key in ("input", "raw"):  # 4 decimals both ways (float32 rounding may differ in the last one)
-        np.testing.assert_allclose(fast.pop(key), slow.pop(key), atol=1.01e-4, rtol=0)
-    assert fast == slow
+    first, second = random_explorer.predict(img), random_explorer.predict(img)
+    assert second.pop("input_id") == first.pop("input_id") + 1
+    assert first == second and first["version"] == random_explorer.snapshot.version
 
 
 def test_activation_encoding_round_trips_within_8_bits():
@@ -292,19 +289,27 @@ def test_answers_not_to_trust_are_flagged(client, shape, words):
         assert not any("tiny" in w or "flat" in w or "ink" in w for w in warnings), warnings
 
 
-def test_api_model_follows_a_model_swapped_in_place():
-    """The Train tab opens a finished run by updating the Explorer in place: /api/model must
-    describe the new network, not the one the app started with."""
+def test_a_swap_replaces_the_network_whole_and_old_inputs_keep_theirs():
+    """The Train tab opens a finished run by swapping the engine's snapshot: /api/model and every
+    new answer describe the new network (with a new version), while an input answered before the
+    swap is still explained by the network that answered it (its layers, its Grad-CAM)."""
     from fastapi.testclient import TestClient
 
-    from convscope.web import create_app
-    from convscope.web.inference import Explorer
+    from convscope.web import Explorer, create_app
+    from convscope.web import snapshot as snapshots
 
     explorer = Explorer.from_name("lenet5")
-    client = TestClient(create_app(explorer=explorer))
+    client = TestClient(create_app(explorer=explorer), base_url="http://127.0.0.1")
     before = client.get("/api/model").json()
-    assert before["model"] == "lenet5"
-    explorer.__dict__.update(Explorer.from_name("convnet_small").__dict__)
+    old = client.post("/api/predict", json={"image": _digit().tolist()}).json()
+    explorer.swap(snapshots.from_name("convnet_small"))
     after = client.get("/api/model").json()
-    assert after["model"] == "convnet_small"
+    assert (before["model"], after["model"]) == ("lenet5", "convnet_small")
+    assert after["version"] == before["version"] + 1 == old["version"] + 1
     assert [l["name"] for l in after["layers"]] != [l["name"] for l in before["layers"]]
+    new = client.post("/api/predict", json={"image": _digit().tolist()}).json()
+    assert new["version"] == after["version"] and [l["name"] for l in new["layers"]][:2] == \
+        [l["name"] for l in after["layers"]][:2]
+    kept = client.get("/api/layer", params={"name": "conv1", "input": old["input_id"]}).json()
+    assert kept["version"] == before["version"] and kept["shape"] == old["layers"][1]["shape"]
+    assert kept["data"] == old["layers"][1]["data"]  # the old network's own values, not the new one's

@@ -10,7 +10,7 @@ import zlib
 import numpy as np
 import pytest
 
-from convscope.web.encoding import MAX_BODY_BYTES
+from convscope.web.decode import MAX_BODY_BYTES
 
 pytestmark = pytest.mark.xdist_group("web")
 GOOD = {"image": np.pad(np.ones((12, 3)), 8).tolist()}

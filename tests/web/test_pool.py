@@ -16,20 +16,18 @@ import torch
 from PIL import Image, ImageDraw
 
 from convscope.models import create_model
-from convscope.web.encoding import InputError
-from convscope.web.inference import MIN_ROWS, Explorer
-from convscope.web.pool import AnswerPool, answer_bodies
+from convscope.web.decode import InputError
+from convscope.web.engine import Explorer
+from convscope.web.pool import AnswerPool
 
 CFG = {"model": {"name": "lenet5_harley", "kwargs": {}}, "dataset": "mnist", "classes": [str(i) for i in range(10)],
        "input_size": [1, 28, 28], "normalization": {"mean": [0.1307], "std": [0.3081]},
        "preprocessing": {"kind": "digits", "invert": False}}
 
 
-def explorer(seed: int) -> Explorer:
+def explorer(seed: int, config: dict = CFG) -> Explorer:
     torch.manual_seed(seed)
-    e = Explorer(create_model("lenet5_harley"), CFG)
-    e.min_rows = MIN_ROWS
-    return e
+    return Explorer(create_model("lenet5_harley"), config)
 
 
 def stroke(points) -> dict:
@@ -56,7 +54,7 @@ def wait_ready(pool: AnswerPool, seconds: float = 180) -> None:
 def strip(answer):
     if isinstance(answer, InputError):
         return ("error", answer.status, str(answer))
-    d = json.loads(answer)
+    d = answer.to_dict()
     return d.pop("input_id"), d
 
 
@@ -71,7 +69,7 @@ def pooled():
 
 def test_an_answer_process_answers_as_the_server_process_does(pooled):
     e, pool = pooled
-    here = [a if isinstance(a, InputError) else a[0] for a in answer_bodies(explorer(0), BODIES)]
+    here = explorer(0).answer(BODIES)
     there = pool.answer(BODIES)
     assert there is not None and len(there) == len(BODIES)
     for h, t in zip(here, there):
@@ -113,7 +111,7 @@ def test_a_dead_process_is_replaced_and_the_batch_answered_here():
         assert pool.answer(BODIES[:1]) is None     # the caller answers in-process meanwhile
         wait_ready(pool)
         assert pool.restarts == 1
-        assert strip(pool.answer(BODIES[:1])[0])[1] == strip(answer_bodies(e, BODIES[:1])[0][0])[1]
+        assert strip(pool.answer(BODIES[:1])[0])[1] == strip(e.answer(BODIES[:1])[0])[1]
     finally:
         pool.close()
 
@@ -124,19 +122,18 @@ def test_a_network_put_in_place_is_what_the_processes_answer_with():
     try:
         wait_ready(pool)
         before = strip(pool.answer(BODIES[:1])[0])[1]["probabilities"]
-        e.__dict__.update(explorer(3).__dict__)        # what the Train tab does with a finished run
+        e.swap(explorer(3).snapshot)                   # what the Train tab does with a finished run
         assert not pool.ready and pool.answer(BODIES[:1]) is None
         wait_ready(pool)
-        after = strip(pool.answer(BODIES[:1])[0])[1]["probabilities"]
-        assert after != before
-        assert after == strip(answer_bodies(explorer(3), BODIES[:1])[0][0])[1]["probabilities"]
+        after = strip(pool.answer(BODIES[:1])[0])[1]
+        assert after["probabilities"] != before and after["version"] == e.snapshot.version == 2
+        assert after["probabilities"] == strip(explorer(3).answer(BODIES[:1])[0])[1]["probabilities"]
     finally:
         pool.close()
 
 
 def test_a_network_outside_the_zoo_is_answered_in_the_server_process():
-    e = explorer(4)
-    e.config = {**e.config, "model": {"name": "not-a-zoo-network", "kwargs": {}}}
+    e = explorer(4, {**CFG, "model": {"name": "not-a-zoo-network", "kwargs": {}}})
     pool = AnswerPool(e, 1)
     try:
         time.sleep(1.0)
@@ -180,9 +177,7 @@ def test_serve_answers_from_its_answer_processes_and_takes_them_along_when_kille
                                      headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=30) as r:
             served = json.load(r)
-        e = Explorer.from_run(run)
-        e.min_rows = MIN_ROWS
-        here = json.loads(answer_bodies(e, BODIES[:1])[0][0])
+        here = Explorer.from_run(run).answer(BODIES[:1])[0].to_dict()
         assert served["probabilities"] == here["probabilities"] and served["layers"] == here["layers"]
         layer = served["layers"][1]["name"]
         with urllib.request.urlopen(f"{url}/api/layer?name={layer}&input={served['input_id']}", timeout=30) as r:

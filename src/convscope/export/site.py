@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from convscope.errors import UserError
+from convscope.web.encoding import png_url
 
 ORT_WEB_VERSION = "1.30.0"
 ORT_FILES = ("ort.wasm.min.js", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
@@ -99,17 +100,17 @@ def find_ort_web(*, install: bool = True) -> Path:
 
 class ShownLayers(nn.Module):
     """The explorer's forward as a module: (logits, the value of each named layer), exactly
-    the values the server shows (`Explorer.value`, before taking the batch's first item)."""
+    the values the server shows (`Snapshot.value`, before taking the batch's first item)."""
 
-    def __init__(self, explorer: Any, names: list[str]) -> None:
+    def __init__(self, snap: Any, names: list[str]) -> None:
         super().__init__()
-        self.model = explorer.model  # registered, so its weights become the graph's initializers
-        self.explorer = explorer
+        self.model = snap.model  # registered, so its weights become the graph's initializers
+        self.snap = snap
         self.names = names
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        logits, values = self.explorer._forward(x)
-        shown = self.explorer.graph.shown
+        logits, values = self.snap.forward(x, pad=False)  # one row: what the browser computes
+        shown = self.snap.graph.shown
         return (logits, *(values[shown[n]].float() for n in self.names))
 
 
@@ -150,55 +151,45 @@ def _page() -> str:
                         "a static site: the network runs in this browser (ONNX Runtime Web); nothing is sent anywhere.")
 
 
-def _weights(explorer: Any) -> dict[str, Any]:
-    if sum(p.numel() for p in explorer.model.parameters()) > MAX_WEIGHT_PARAMS:
+def _weights(engine: Any) -> dict[str, Any]:
+    if sum(p.numel() for p in engine.model.parameters()) > MAX_WEIGHT_PARAMS:
         return {}
     out = {}
-    for layer in explorer.layers:
+    for layer in engine.layers:
         if layer["kind"] in ("conv", "fc", "bn") and layer.get("shape"):
             try:
-                out[layer["name"]] = [explorer.weights(layer["name"], u) for u in range(layer["shape"][0])]
+                out[layer["name"]] = [engine.weights(layer["name"], u) for u in range(layer["shape"][0])]
             except ValueError:  # a layer the server would not show weights for either
                 continue
     return out
 
 
-def _samples(explorer: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(a page of test images, the misclassified ones) as /api/samples and ?wrong=1 answer them."""
-    from convscope.web.samples import MAX_PAGE, Samples
+def _samples(engine: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(a page of test images, the misclassified ones) exactly as /api/samples and ?wrong=1 answer them."""
+    from convscope.web.samples import MAX_PAGE
 
     try:
-        source = Samples(explorer)
-        page = source.page(offset=0, limit=SAMPLES)
-        wrong = source.page(offset=0, limit=min(WRONG_KEPT, MAX_PAGE), wrong=True)
+        page = engine.samples(offset=0, limit=SAMPLES)
+        wrong = engine.samples(offset=0, limit=min(WRONG_KEPT, MAX_PAGE), wrong=True)
     except Exception as exc:  # no dataset on this machine: the site has no samples, and says why
         empty = {"split": None, "total": 0, "offset": 0, "wrong": False, "samples": [],
                  "note": f"no samples in this site ({str(exc)[:160]})"}
         return empty, {**empty, "wrong": True}
     wrong["kept"] = len(wrong["samples"])
     for item in page["samples"] + wrong["samples"]:
-        img, _ = source.image(item["index"])
+        img, _ = engine.sample_image(item["index"])
         if max(img.shape[:2]) > THUMB:  # the thumbnail is smaller than what the server feeds
-            item["image"] = _png(img)
+            item["image"] = png_url(img)
     return page, wrong
-
-
-def _png(img: Any) -> str:
-    import base64
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def build_site(run_dir: str | Path, out: str | Path) -> dict[str, Any]:
     """Build the static explorer of `run_dir` into `out` (replaced whole, atomically)."""
     from convscope.export.gradcam import export_gradcam
     from convscope.export.onnx import LOGITS, export_module
-    from convscope.web.inference import FIRST_MAPS, FIRST_SCREEN_BYTES, KEEP_INPUTS, Explorer
+    from convscope.web.answer import FIRST_MAPS, FIRST_SCREEN_BYTES
+    from convscope.web.engine import Explorer
+    from convscope.web.kept import KEEP_INPUTS
 
     t0 = time.perf_counter()
     dest = check_site_dir(out)
@@ -209,11 +200,11 @@ def build_site(run_dir: str | Path, out: str | Path) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
         names = [layer["name"] for layer in explorer.layers if layer["kind"] != "input"]
-        check = export_module(ShownLayers(explorer, names), tmp / "model.onnx", explorer.input_size,
+        check = export_module(ShownLayers(explorer.snapshot, names), tmp / "model.onnx", explorer.input_size,
                               [LOGITS, *names])
         cam = export_gradcam(explorer.model, explorer.input_size, explorer.num_classes, tmp)
         first, wrong = _samples(explorer)
-        description = dict(explorer.describe())
+        description = explorer.describe()
         description["site"] = {"onnx": "model.onnx", "outputs": [LOGITS, *names], "ort_web": ORT_WEB_VERSION,
                                "first_screen_bytes": FIRST_SCREEN_BYTES, "first_maps": FIRST_MAPS,
                                "keep_inputs": KEEP_INPUTS, "check_max_abs_diff": check.max_abs_diff,

@@ -9,8 +9,6 @@ folder that cannot be written (a read-only run) still works, from memory.
 """
 from __future__ import annotations
 
-import base64
-import io
 import json
 import threading
 from pathlib import Path
@@ -33,9 +31,9 @@ def png_data_url(tile: np.ndarray, scale: int = 1) -> str:
     img = Image.fromarray(arr.round().astype(np.uint8))
     if scale > 1:
         img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    from convscope.web.encoding import png_url
+
+    return png_url(img)
 
 
 def stamp(run_dir: Path) -> dict[str, Any]:
@@ -111,6 +109,9 @@ class Jobs:
         self._target: Target | None = None
         self.run_dir = run_dir
         self._lock = threading.Lock()
+        # one layer at a time: every job runs forward and backward passes through the one target
+        # model (two at once fail in autograd: "Trying to backward through the graph a second time")
+        self._computing = threading.Lock()
         self.progress: dict[str, dict[str, Any]] = {}
         self.done: dict[str, dict[str, Any]] = {}
 
@@ -133,16 +134,21 @@ class Jobs:
     def start(self, layer: str) -> dict[str, Any]:
         """Start computing `layer` unless it is under way; its progress."""
         with self._lock:
-            if layer not in self.progress:  # a failed layer stays failed: its error is the answer
-                self.progress[layer] = {"status": "computing", "stage": "starting", "progress": 0.0}
+            now = self.progress.get(layer)
+            if now is None or now.get("status") == "error" and now.get("told"):
+                # a failed layer's error is the answer once; asking again tries again
+                self.progress[layer] = {"status": "computing", "stage": "waiting", "progress": 0.0}
                 threading.Thread(target=self._run, args=(layer,), daemon=True).start()
-            return dict(self.progress[layer])
+            elif now.get("status") == "error":
+                now["told"] = True
+            return {k: v for k, v in self.progress[layer].items() if k != "told"}
 
     def _run(self, layer: str) -> None:
         def say(stage: str, frac: float) -> None:
             self.progress[layer] = {"status": "computing", "stage": stage, "progress": round(frac, 3)}
         try:
-            data = compute(self.target(), layer, steps=self.steps, progress=say)
+            with self._computing:
+                data = compute(self.target(), layer, steps=self.steps, progress=say)
             if self.run_dir is not None:
                 write(self.run_dir, layer, data)
             self.done[layer] = data

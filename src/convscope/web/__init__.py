@@ -6,6 +6,6 @@
 from __future__ import annotations
 
 from convscope.web.app import create_app
-from convscope.web.inference import Explorer
+from convscope.web.engine import Explorer
 
 __all__ = ["create_app", "Explorer"]

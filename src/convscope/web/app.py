@@ -13,6 +13,10 @@
     GET  /api/samples  ?offset=0&limit=24[&wrong=1]: the run's test images, true labels
     GET  /api/gradcam  ?input=ID&rank=0|1: Grad-CAM heat map for the first / second guess
 
+Every answer carries the "version" of the network that computed it (web/engine.py: one
+model slot; the Train tab swaps a finished run in whole), so the page reloads /api/model
+when it changes.
+
 Bad input answers 4xx with {"detail": message}; the body is capped at 16 MiB
 both by its Content-Length and by counting the bytes as they stream in, so a
 lying or chunked client cannot make the server buffer more.
@@ -21,21 +25,22 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from convscope.web.batching import Overloaded
-from convscope.web.encoding import MAX_BODY_BYTES, InputError, image_from_request, parse_body
-from convscope.web.inference import BIG_MACS, Explorer
+from convscope.web.answer import Answer
+from convscope.web.batching import Batcher, Overloaded
+from convscope.web.decode import MAX_BODY_BYTES, InputError, parse_body
+from convscope.web.engine import Explorer
 
 STATIC = Path(__file__).parent / "static"
+MAX_DETAIL = 300  # characters of an error message: a caller's 100 KB layer name does not come back whole
 
 
 def _json(obj: Any, status: int = 200) -> Response:
@@ -50,7 +55,9 @@ def _raw_json(text: str) -> Response:
 
 
 def _error(exc: InputError) -> Response:
-    return _json({"detail": str(exc)}, exc.status)
+    from convscope.errors import one_line
+
+    return _json({"detail": one_line(exc)[:MAX_DETAIL]}, exc.status)
 
 
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
@@ -124,52 +131,45 @@ def _int(request: Request, key: str, default: int | None) -> int | None:
 
 def create_app(run_dir: str | Path | None = None, *, explorer: Explorer | None = None,
                model: str | None = None, max_batch: int = 32, max_wait_s: float = 0.002,
-               processes: int = 0) -> FastAPI:
+               processes: int = 0, host: str = "127.0.0.1", token: str | None = None) -> FastAPI:
     """The explorer app for a run folder, a model name ("resnet18", "torchvision:resnet18")
-    or an already built Explorer (loaded once, here).
+    or an already built engine (web/engine.py).
 
     `max_batch`: the most image requests to /api/predict that one forward pass answers
-    (1: each alone, on the event loop); `max_wait_s`: how long the first request of a
-    batch may wait for company. Networks over BIG_MACS are not batched. `processes`: answer
-    processes that compute the batches (web/pool.py; 0: this process computes them)."""
+    (1: each alone); `max_wait_s`: how long the first request of a batch may wait for
+    company. Networks too big to batch (`Snapshot.batched`) are answered alone. `processes`:
+    answer processes that compute the batches (web/pool.py; 0: this process computes them).
+    `host`: the address the server binds (requests naming another Host are refused);
+    `token`: required on every route when it is given (a non-loopback `host`)."""
     if explorer is None:
         if run_dir is None and model is None:
             raise ValueError("create_app needs a run folder, a model name or an Explorer")
         explorer = Explorer.from_run(run_dir) if run_dir is not None else Explorer.from_name(model)
+    engine = explorer
     app = FastAPI(title="convscope explorer", docs_url="/api/docs", redoc_url=None,
                   openapi_url="/api/openapi.json")
-    app.state.explorer = explorer
-    described: dict[str, Any] = {}  # describe()'s answer as JSON, made again when the model changes
-
-    def model_json() -> str:
-        desc = explorer.describe()
-        if described.get("of") is not desc:  # the Train tab swaps a finished run in place
-            described.update({"of": desc, "json": json.dumps(desc, separators=(",", ":"))})
-        return described["json"]
-
-    model_json()
-    slow = explorer.macs > BIG_MACS  # big networks run in a worker thread, so the loop keeps serving
-    model_lock = threading.Lock()  # one forward pass of this process's model at a time
-    batcher, pool = (None, None) if slow else predict_batcher(explorer, max_batch=max_batch, max_wait_s=max_wait_s,
-                                                              processes=processes, lock=model_lock)
+    app.state.explorer = engine
+    app.state.open_run = engine.open_run  # the Train tab's finished run (web/training.py)
+    batcher, pool = predict_batcher(engine, max_batch=max_batch, max_wait_s=max_wait_s, processes=processes)
     app.state.batcher, app.state.pool = batcher, pool
-
     if pool is not None:
         app.router.add_event_handler("shutdown", pool.close)
 
-    async def call(fn, *args, **kwargs):
-        if slow:
-            return await run_in_threadpool(fn, *args, **kwargs)
-        if batcher is not None:  # off the loop, never beside a batch computed in this process
-            return await batcher.call(_locked, model_lock, fn, *args, **kwargs)
-        return fn(*args, **kwargs)
+    async def answer(obj: dict[str, Any]) -> Answer:
+        """One parsed body answered: batched with others when the network is, else alone."""
+        if batcher is not None and engine.snapshot.batched and "sample" not in obj:
+            return await batcher.submit(obj)
+        [out] = await run_in_threadpool(engine.answer, [obj])
+        if isinstance(out, InputError):
+            raise out
+        return out
 
     @app.get("/api/health")
     async def health() -> dict[str, Any]:
-        # the run's folder name only: its absolute path would tell any client the server's layout
-        return {"status": "ok", "model": explorer.name, "run": explorer.run_name,
-                "dataset": explorer.config.get("dataset"), "classes": explorer.classes,
-                "random_weights": explorer.random_weights, "origin": explorer.origin_name,
+        snap = engine.snapshot  # the run's folder name only: its absolute path would tell any client the layout
+        return {"status": "ok", "model": snap.name, "version": snap.version, "run": snap.run_name,
+                "dataset": snap.config.get("dataset"), "classes": snap.classes,
+                "random_weights": snap.random_weights, "origin": snap.origin_name,
                 "batching": None if batcher is None else {
                     "max_batch": batcher.max_batch, "batches_at_once": batcher.concurrency,
                     "batches": batcher.stats.to_dict(),
@@ -177,24 +177,14 @@ def create_app(run_dir: str | Path | None = None, *, explorer: Explorer | None =
 
     @app.get("/api/model")
     async def model_info() -> Response:
-        return Response(model_json(), media_type="application/json")
+        return _raw_json(engine.snapshot.description_json)
 
     @app.post("/api/predict")
     async def predict(request: Request) -> Response:
-        # Small networks run on the event loop on purpose: one forward of lenet5 is
-        # ~0.2 ms, less than a hop to the thread pool (see docs/benchmarks.md).
         try:
             _check_json_type(request)
-            obj = parse_body(await read_body(request))
-            if "sample" in obj:
-                index = obj["sample"]
-                if isinstance(index, bool) or not isinstance(index, int):
-                    raise InputError('"sample" must be the index of a sample (GET /api/samples lists them)')
-                return _raw_json(await call(explorer.predict_sample_json, index))
-            if batcher is not None:  # requests that arrive together share one forward (web/batching.py)
-                return _raw_json(await batcher.submit(obj))
-            image, preprocess = image_from_request(obj)
-            return _raw_json(await call(explorer.predict_json, image, preprocess=preprocess))
+            out = await answer(parse_body(await read_body(request)))
+            return _raw_json(out.json)
         except InputError as exc:
             return _error(exc)
         except Overloaded as exc:
@@ -209,10 +199,9 @@ def create_app(run_dir: str | Path | None = None, *, explorer: Explorer | None =
             name = request.query_params.get("name")
             if not name:
                 raise InputError("say which layer: /api/layer?name=conv1 (GET /api/model lists them)", 422)
-            out = await call(explorer.layer, name, input_id=_int(request, "input", None),
-                             offset=_int(request, "offset", 0), limit=_int(request, "limit", 64),
-                             sort=request.query_params.get("sort", "index"))
-            return _json(out)
+            return _json(await run_in_threadpool(
+                engine.layer, name, input_id=_int(request, "input", None), offset=_int(request, "offset", 0),
+                limit=_int(request, "limit", 64), sort=request.query_params.get("sort", "index")))
         except InputError as exc:
             return _error(exc)
 
@@ -220,8 +209,7 @@ def create_app(run_dir: str | Path | None = None, *, explorer: Explorer | None =
     async def weights(request: Request) -> Response:
         """The weights of one unit: ?name=conv1&unit=3."""
         try:
-            name = request.query_params.get("name") or ""
-            return _json(explorer.weights(name, _int(request, "unit", 0)))
+            return _json(engine.weights(request.query_params.get("name") or "", _int(request, "unit", 0)))
         except InputError as exc:
             return _error(exc)
 
@@ -229,9 +217,8 @@ def create_app(run_dir: str | Path | None = None, *, explorer: Explorer | None =
     async def gradcam(request: Request) -> Response:
         """Why this class: Grad-CAM for the first (?rank=0) or second (?rank=1) guess of ?input=ID."""
         try:
-            out = await run_in_threadpool(explorer.gradcam, input_id=_int(request, "input", None),
-                                          rank=_int(request, "rank", 0))
-            return _json(out)
+            return _json(await run_in_threadpool(engine.gradcam, input_id=_int(request, "input", None),
+                                                 rank=_int(request, "rank", 0)))
         except InputError as exc:
             return _error(exc)
 
@@ -240,9 +227,8 @@ def create_app(run_dir: str | Path | None = None, *, explorer: Explorer | None =
         """Images of the run's test split with their true labels: ?offset=&limit=&wrong=1."""
         try:
             wrong = request.query_params.get("wrong", "0") not in ("0", "false", "")
-            out = await call(explorer.samples, offset=_int(request, "offset", 0),
-                             limit=_int(request, "limit", 24), wrong=wrong)
-            return _json(out)
+            return _json(await run_in_threadpool(engine.samples, offset=_int(request, "offset", 0),
+                                                 limit=_int(request, "limit", 24), wrong=wrong))
         except InputError as exc:
             return _error(exc)
 
@@ -256,45 +242,39 @@ def create_app(run_dir: str | Path | None = None, *, explorer: Explorer | None =
 
     @app.exception_handler(404)
     async def not_found(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"detail": f"nothing at {request.url.path}; the API is /api/health, /api/model, "
+        return JSONResponse({"detail": f"nothing at {request.url.path[:80]}; the API is /api/health, /api/model, "
                                        "POST /api/predict, /api/layer, /api/weights, /api/samples and /api/gradcam"},
                             status_code=404)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    _guard(app, host=host, token=token)
     return app
 
 
-def _locked(lock: threading.Lock, fn, *args, **kwargs):
-    with lock:
-        return fn(*args, **kwargs)
+def _guard(app: FastAPI, *, host: str, token: str | None) -> None:
+    """Refuse what a hostile page could send (web/guard.py: Host, Origin, JSON bodies, the token)."""
+    try:
+        from convscope.web.guard import add_guard
+    except ModuleNotFoundError:  # TEMPORARY until web/guard.py lands
+        return
+    add_guard(app, host=host, token=token)
 
 
-def predict_batcher(explorer: Explorer, *, max_batch: int = 32, max_wait_s: float = 0.002, processes: int = 0,
-                    lock: threading.Lock | None = None):
-    """(Batcher, AnswerPool or None) answering parsed /api/predict image bodies ((None, None)
-    for max_batch 1): a body that cannot be read fails alone, the rest of its batch shares one
+def predict_batcher(engine: Explorer, *, max_batch: int = 32, max_wait_s: float = 0.002,
+                    processes: int = 0) -> tuple[Batcher | None, Any]:
+    """(Batcher, AnswerPool or None) answering parsed /api/predict bodies ((None, None) for
+    max_batch 1): a body that cannot be read fails alone, the rest of its batch shares one
     forward pass. With `processes` >= 1 the batches are computed in that many answer processes
-    (web/pool.py), as many at a time, and in this process (holding `lock`) until they are ready."""
-    from convscope.web.batching import Batcher
-    from convscope.web.pool import AnswerPool, answer_bodies
+    (web/pool.py), and in this process (under the engine's lock) until they are ready."""
+    from convscope.web.pool import AnswerPool
 
     if max_batch <= 1:
         return None, None
-    # every forward pass gets MIN_ROWS rows, so an answer does not depend on its batch's size
-    from convscope.web.inference import MIN_ROWS
+    pool = AnswerPool(engine, processes) if processes >= 1 else None
 
-    explorer.min_rows = max(explorer.min_rows, MIN_ROWS)
-    pool = AnswerPool(explorer, processes) if processes >= 1 else None
-    lock = lock or threading.Lock()
-
-    def here(bodies: list[dict[str, Any]]) -> list[Any]:
-        return [a if isinstance(a, InputError) else a[0] for a in answer_bodies(explorer, bodies)]
-
-    def run_batch(bodies: list[dict[str, Any]]) -> list[Any]:
+    def run_batch(bodies: list[dict[str, Any]]) -> list[Answer | InputError]:
         answers = pool.answer(bodies) if pool is not None else None
-        if answers is not None:
-            return answers
-        return _locked(lock, here, bodies)
+        return answers if answers is not None else engine.answer(bodies)
 
     # one batch more than processes: each process finds the next batch waiting when it is done
     # (benchmarks/serve.py --batching: 2 processes, 16 clients: 470/s with 2 at a time, 910/s with 3, 860/s with 4)
@@ -309,6 +289,7 @@ def app_from_env() -> FastAPI:
     import torch
 
     torch.set_num_threads(int(os.environ.get("CONVSCOPE_THREADS", "1")))
+    guard = {"host": os.environ.get("CONVSCOPE_HOST") or "127.0.0.1", "token": os.environ.get("CONVSCOPE_TOKEN") or None}
     if os.environ.get("CONVSCOPE_MODEL"):
-        return create_app(model=os.environ["CONVSCOPE_MODEL"])
-    return create_app(os.environ["CONVSCOPE_RUN"])
+        return create_app(model=os.environ["CONVSCOPE_MODEL"], **guard)
+    return create_app(os.environ["CONVSCOPE_RUN"], **guard)

@@ -19,7 +19,6 @@ The batcher knows nothing about HTTP or models.
 from __future__ import annotations
 
 import asyncio
-import functools
 import threading
 import time
 from collections import deque
@@ -67,10 +66,6 @@ class Batcher(Generic[X, Y]):
         self._queue: deque[tuple[X, asyncio.Future, float]] = deque()
         self.concurrency = concurrency
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="convscope-batch")
-        # `call`'s work must not overlap a batch computed in this process: with one batch
-        # thread it queues behind the batches; with several it has a thread of its own
-        # (run_batch then guards its in-process work itself)
-        self._calls = self._pool if concurrency == 1 else ThreadPoolExecutor(1, thread_name_prefix="convscope-call")
         self._running = 0
         self._timer: asyncio.TimerHandle | None = None
         self._lock = threading.Lock()  # stats are read from other threads (tests, /api/health)
@@ -85,16 +80,8 @@ class Batcher(Generic[X, Y]):
         self._schedule(loop)
         return await fut
 
-    async def call(self, fn: Callable, *args, **kwargs):
-        """Run `fn` off the event loop: in the batches' worker thread (between batches) when
-        there is one, so work that must not overlap a batch, e.g. another forward pass of the
-        same model, goes here; in a thread of its own when there are several."""
-        return await asyncio.get_running_loop().run_in_executor(self._calls, functools.partial(fn, *args, **kwargs))
-
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
-        if self._calls is not self._pool:
-            self._calls.shutdown(wait=False, cancel_futures=True)
 
     # ---- scheduling (event-loop thread only) ------------------------------------------------
 

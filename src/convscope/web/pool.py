@@ -32,13 +32,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from convscope.web.encoding import InputError, image_from_request
+from convscope.web.answer import Answer
+from convscope.web.decode import InputError
 
 log = logging.getLogger("convscope.web.pool")
 ANSWER_TIMEOUT_S = 60.0
 RETRY_AFTER_S = 30.0  # after answer processes failed to start
 
-_worker: Any = None  # the Explorer of an answer process
+_worker: Any = None  # the engine (web/engine.py Explorer) of an answer process
 
 
 def default_processes() -> int:
@@ -47,21 +48,21 @@ def default_processes() -> int:
     return 0 if cores < 2 else min(cores, 4)
 
 
-def worker_spec(explorer: Any) -> dict[str, Any] | None:
-    """What an answer process needs to rebuild `explorer` exactly, or None when it cannot
+def worker_spec(snap: Any) -> dict[str, Any] | None:
+    """What an answer process needs to rebuild snapshot `snap` exactly, or None when it cannot
     (a network that is not in the zoo, e.g. a torchvision one)."""
     from safetensors.torch import save
 
     from convscope.models import list_models
 
-    name = explorer.config.get("model", {}).get("name")
+    name = snap.config.get("model", {}).get("name")
     if name not in set(list_models()):
         return None
-    state = {k: v.detach().cpu().contiguous() for k, v in explorer.model.state_dict().items()}
-    return {"name": name, "kwargs": dict(explorer.config["model"].get("kwargs") or {}),
-            "weights": save(state), "config": explorer.config, "run_dir": explorer.run_dir,
-            "random_weights": explorer.random_weights, "origin": explorer.origin,
-            "min_rows": explorer.min_rows, "threads": torch.get_num_threads()}
+    state = {k: v.detach().cpu().contiguous() for k, v in snap.model.state_dict().items()}
+    return {"name": name, "kwargs": dict(snap.config["model"].get("kwargs") or {}),
+            "weights": save(state), "config": snap.config, "run_dir": snap.run_dir,
+            "random_weights": snap.random_weights, "origin": snap.origin, "version": snap.version,
+            "threads": torch.get_num_threads()}
 
 
 def _watch_parent(parent: int) -> None:
@@ -80,14 +81,13 @@ def _init(spec: dict[str, Any]) -> None:
     from safetensors.torch import load
 
     from convscope.models import create_model
-    from convscope.web.inference import Explorer
+    from convscope.web.engine import Explorer
 
     torch.set_num_threads(spec["threads"])
     model = create_model(spec["name"], **spec["kwargs"])
     model.load_state_dict(load(spec["weights"]))
     _worker = Explorer(model, spec["config"], run_dir=spec["run_dir"], random_weights=spec["random_weights"],
-                       origin=spec["origin"])
-    _worker.min_rows = spec["min_rows"]
+                       origin=spec["origin"], version=spec["version"])
 
 
 def _ready() -> int:
@@ -97,29 +97,13 @@ def _ready() -> int:
 def _answer(bodies: list[dict[str, Any]], ids: list[int]) -> list[tuple]:
     """In an answer process: ("ok", JSON text, x as float32 bytes) or ("error", message, status)."""
     return [("error", str(a), a.status) if isinstance(a, InputError)
-            else ("ok", a[0], a[1].numpy().astype(np.float32).tobytes())
-            for a in answer_bodies(_worker, bodies, ids)]
-
-
-def answer_bodies(explorer: Any, bodies: list[dict[str, Any]], ids: list[int] | None = None) -> list[Any]:
-    """Parsed /api/predict bodies answered with one forward pass: (JSON text, x) or the
-    InputError of a body that cannot be read, in order."""
-    requests: list[Any] = []
-    for obj in bodies:
-        try:
-            requests.append(image_from_request(obj))
-        except InputError as exc:
-            requests.append(exc)
-    good = [i for i, r in enumerate(requests) if not isinstance(r, InputError)]
-    answers = explorer.answer_many([requests[i] for i in good],
-                                   None if ids is None else [ids[i] for i in good]) if good else []
-    for i, ans in zip(good, answers):
-        requests[i] = ans
-    return requests
+            else ("ok", a.json, a.x.numpy().astype(np.float32).tobytes())
+            for a in _worker.answer(bodies, ids)]
 
 
 class AnswerPool:
-    """`processes` answer processes for one explorer (see the module docstring)."""
+    """`processes` answer processes for one engine (see the module docstring); they hold a copy
+    of one snapshot, and answer only while that snapshot is the engine's."""
 
     def __init__(self, explorer: Any, processes: int) -> None:
         if processes < 1:
@@ -130,7 +114,7 @@ class AnswerPool:
         self._lock = threading.Lock()
         self._executor: ProcessPoolExecutor | None = None
         self._booting: ProcessPoolExecutor | None = None  # started, not yet ready
-        self._model: Any = None  # the network the running processes hold
+        self._model: Any = None  # the snapshot the running processes hold
         self._starting = False
         self._closed = False
         self._unable: Any = None   # the network that cannot be rebuilt in another process
@@ -144,16 +128,16 @@ class AnswerPool:
 
     @property
     def ready(self) -> bool:
-        return self._executor is not None and self._model is self.explorer.model
+        return self._executor is not None and self._model is self.explorer.snapshot
 
     def status(self) -> dict[str, Any]:
         return {"processes": self.processes, "ready": self.ready, "restarts": self.restarts}
 
-    def answer(self, bodies: list[dict[str, Any]]) -> list[Any] | None:
-        """Answers for `bodies` computed in an answer process (JSON text, or an InputError),
-        the inputs kept by the explorer; None when the pool cannot answer now."""
-        executor = self._executor
-        if executor is None or self._model is not self.explorer.model:
+    def answer(self, bodies: list[dict[str, Any]]) -> list[Answer | InputError] | None:
+        """Answers for `bodies` computed in an answer process, the inputs kept by the engine;
+        None when the pool cannot answer now (not ready, or the engine holds another snapshot)."""
+        executor, snap = self._executor, self._model
+        if executor is None or snap is not self.explorer.snapshot:
             self._start()
             return None
         ids = self.explorer.new_ids(len(bodies))
@@ -169,9 +153,9 @@ class AnswerPool:
             if r[0] == "error":
                 out.append(InputError(r[1], r[2]))
                 continue
-            x = torch.from_numpy(np.frombuffer(r[2], dtype=np.float32).copy()).view(1, *self.explorer.input_size)
-            self.explorer.remember(input_id, x)
-            out.append(r[1])
+            x = torch.from_numpy(np.frombuffer(r[2], dtype=np.float32).copy()).view(1, *snap.input_size)
+            self.explorer.remember(input_id, snap, x)
+            out.append(Answer(r[1], x, input_id, snap.version))
         return out
 
     def close(self) -> None:
@@ -187,16 +171,16 @@ class AnswerPool:
 
     def _start(self) -> None:
         with self._lock:
-            unable = self._unable is not None and self._unable is self.explorer.model
+            unable = self._unable is not None and self._unable is self.explorer.snapshot
             if self._starting or self._closed or unable or time.monotonic() < self._next_try:
                 return
             self._starting = True
         threading.Thread(target=self._boot, name="convscope-pool-start", daemon=True).start()
 
     def _boot(self) -> None:
-        model = self.explorer.model
+        model = self.explorer.snapshot
         try:
-            spec = worker_spec(self.explorer)
+            spec = worker_spec(model)
             if spec is None:
                 log.info("%s is not a zoo network: answering in the server process", self.explorer.name)
                 with self._lock:
@@ -226,7 +210,7 @@ class AnswerPool:
             _stop(old)
         if closed:
             _stop(executor)
-        elif model is not self.explorer.model:  # swapped while starting: start again
+        elif model is not self.explorer.snapshot:  # swapped while starting: start again
             self._start()
 
     def _retire(self, executor: ProcessPoolExecutor) -> None:

@@ -2,14 +2,12 @@
 the ones the network gets wrong (evaluated once, on the first `MAX_EVALUATED` images)."""
 from __future__ import annotations
 
-import base64
-import io
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from convscope.web.encoding import InputError
+from convscope.web.decode import InputError
 
 MAX_EVALUATED = 1000
 MAX_PAGE = 96
@@ -17,13 +15,16 @@ THUMB = 64  # thumbnails at most 64 px a side
 
 
 class Samples:
-    def __init__(self, explorer: Any) -> None:
+    """The samples of one snapshot (web/snapshot.py); `guesses(snap, xs)` gives its first guess for
+    each of a batch of prepared inputs (the engine computes it under its lock)."""
+
+    def __init__(self, snap: Any, guesses: Callable[[Any, torch.Tensor], np.ndarray]) -> None:
         from convscope.train.api import run_dataset
 
-        self.explorer = explorer
-        cfg = explorer.config
+        self.snap, self.guesses = snap, guesses
+        cfg = snap.config
         name = cfg.get("dataset")
-        if not name or explorer.run_dir is None:
+        if not name or snap.run_dir is None:
             raise InputError("this network was not trained by convscope, so it has no test split to sample; "
                              "upload or drop an image instead", 404)
         try:  # split as the run was: a run trained on every image has no test split to pass off as one
@@ -48,12 +49,9 @@ class Samples:
             n = min(len(self.labels), MAX_EVALUATED)
             out = []
             for start in range(0, n, 64):
-                xs = torch.cat([self.explorer.prepare(self.image(i)[0], preprocess=False)
+                xs = torch.cat([self.snap.prepare(self.image(i)[0], preprocess=False)[0]
                                 for i in range(start, min(n, start + 64))])
-                with torch.inference_mode():
-                    logits = self.explorer.model(xs)
-                logits = logits[0] if isinstance(logits, (tuple, list)) else logits
-                out.append(logits.argmax(1).numpy())
+                out.append(self.guesses(self.snap, xs))
             self._predicted = np.concatenate(out) if out else np.zeros(0, np.int64)
         return self._predicted
 
@@ -73,7 +71,7 @@ class Samples:
             item = {"index": i, "truth": truth, "label": self.classes[truth], "png": _thumb(img)}
             if pred is not None:
                 item["predicted"] = int(pred[i])
-                item["predicted_label"] = self.explorer.classes[int(pred[i])]
+                item["predicted_label"] = self.snap.classes[int(pred[i])]
             items.append(item)
         return {"split": self.split_name, "total": int(len(indices)), "offset": offset, "wrong": wrong,
                 "evaluated": int(len(self._predicted)) if self._predicted is not None else None, "samples": items}
@@ -82,9 +80,9 @@ class Samples:
 def _thumb(img: np.ndarray) -> str:
     from PIL import Image
 
+    from convscope.web.encoding import png_url
+
     im = Image.fromarray(img)
     if max(im.size) > THUMB:
         im.thumbnail((THUMB, THUMB))
-    buf = io.BytesIO()
-    im.save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return png_url(im)

@@ -288,16 +288,8 @@ class Trainer:
 # ---- routes -------------------------------------------------------------------------------
 
 def _open_in_explorer(app: Any, run: str) -> None:
-    """Load the finished run and put it in place of the explorer's model (the routes keep
-    the Explorer object they were built with, so it is updated in place)."""
-    from convscope.web.inference import Explorer
-
-    new = Explorer.from_run(run)
-    old = getattr(app.state, "explorer", None)
-    if old is None:
-        app.state.explorer = new
-        return
-    old.__dict__.update(new.__dict__)
+    """Put the finished run in the explorer's model slot (web/engine.py swaps it in whole)."""
+    app.state.open_run(run)
 
 
 def trainer_for(app: Any) -> Trainer:

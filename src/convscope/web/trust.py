@@ -7,7 +7,7 @@ import numpy as np
 
 
 def warnings(shown: np.ndarray, probs: list[float], order: list[int], *, raw: np.ndarray | None,
-             random_weights: bool, preprocessing: dict[str, Any]) -> list[str]:
+             random_weights: bool, digits: bool, preprocessing: dict[str, Any]) -> list[str]:
     """Reasons not to trust this answer (empty when none is seen): random weights, a blank,
     a dot or a flat stroke (seen in the raw drawing, before centring blows it up), a
     scribble covering the field, two guesses close together."""
@@ -16,7 +16,7 @@ def warnings(shown: np.ndarray, probs: list[float], order: list[int], *, raw: np
     p2 = probs[order[1]] if len(order) > 1 else 0.0
     if random_weights:
         out.append("the network has random weights: its answers mean nothing")
-    if preprocessing.get("kind") == "digits":
+    if digits:  # convscope.predictor.is_digits
         ink = float((shown > 0.3).mean()) if preprocessing.get("invert") is not True else float((shown < 0.7).mean())
         odd = tiny_or_flat(raw) if raw is not None else None
         if ink == 0.0:

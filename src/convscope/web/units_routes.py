@@ -24,7 +24,9 @@ router = APIRouter()
 
 
 def _fail(message: str, status: int = 422) -> JSONResponse:
-    return JSONResponse({"detail": message}, status_code=status)
+    from convscope.errors import one_line
+
+    return JSONResponse({"detail": one_line(message)[:300]}, status_code=status)
 
 
 def _jobs(request: Request):
@@ -34,14 +36,15 @@ def _jobs(request: Request):
     from convscope.units.target import load_target
 
     state = request.app.state
-    jobs = getattr(state, "units_jobs", None)
-    if jobs is None:
-        explorer = getattr(state, "explorer", None)
-        run_dir = getattr(explorer, "run_dir", None)
-        if run_dir is None:
-            return None
-        jobs = Jobs(lambda: load_target(str(run_dir)), Path(run_dir))
-        state.units_jobs = jobs
+    snap = state.explorer.snapshot  # the jobs of the network the explorer shows now, never an earlier one
+    held = getattr(state, "units_jobs", None)
+    if held is not None and held[0] is snap:
+        return held[1]
+    if snap.run_dir is None:
+        return None
+    run_dir = snap.run_dir
+    jobs = Jobs(lambda: load_target(str(run_dir)), Path(run_dir))
+    state.units_jobs = (snap, jobs)
     return jobs
 
 
@@ -71,7 +74,7 @@ def units(request: Request, layer: str = "", channel: str = "") -> Any:
         layer = target.check_layer(layer)
     except ConvscopeError as exc:
         return _fail(str(exc))
-    if not channel.isdigit() or int(channel) >= target.channels(layer):
+    if not (channel.isascii() and channel.isdigit()) or int(channel) >= target.channels(layer):
         return _fail(f"channel must be a whole number from 0 to {target.channels(layer) - 1}, got {channel[:20]!r}")
     data = jobs.get(layer)
     if data is None:
