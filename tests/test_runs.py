@@ -128,7 +128,7 @@ def test_num_classes_disagreeing_with_the_weights(run):
 def test_class_names_must_match_the_outputs(run):
     rd, _ = run
     rd.config_path.write_text(json.dumps(dict(_config(), classes=["a", "b", "c"])))
-    with pytest.raises(RunError, match="names 3 classes but the model has 10 outputs"):
+    with pytest.raises(RunError, match="names 3 classes but its model has 10 outputs"):
         rd.load()
 
 

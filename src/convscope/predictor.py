@@ -55,14 +55,26 @@ def default_config(model: nn.Module, name: str | None = None, kwargs: dict | Non
 
     c, h, w = (int(v) for v in getattr(model, "default_input_size", (3, 224, 224)))
     k = output_count(model, (c, h, w))
-    digits = c == 1 and max(h, w) <= 32
     return {
         "model": {"name": name or getattr(model, "model_name", type(model).__name__), "kwargs": dict(kwargs or {})},
         "classes": [str(i) for i in range(k)] if k is not None else None,
         "input_size": [c, h, w],
         "normalization": {"mean": [0.0] * c, "std": [1.0] * c},
-        "preprocessing": {"kind": "digits" if digits else "resize", "size": [h, w], "channels": c},
+        "preprocessing": {"kind": _default_kind(c, h, w), "size": [h, w], "channels": c},
     }
+
+
+def _default_kind(c: int, h: int, w: int) -> str:
+    """How a config that does not say prepares its images: small grey inputs as MNIST digits."""
+    return "digits" if c == 1 and max(h, w) <= 32 else "resize"
+
+
+def check_classes(classes: Sequence[Any], outputs: int | None, where: str = "the run's config.json") -> None:
+    """The one "classes match outputs" rule: RunError (a ValueError) when `outputs` is known
+    and differs from the number of class names."""
+    if outputs is not None and outputs != len(classes):
+        raise RunError(f"{where} names {len(classes)} classes but its model has {outputs} outputs; "
+                       f'fix "classes" in config.json (one name per output)')
 
 
 def is_digits(config: dict[str, Any]) -> bool:
@@ -86,8 +98,7 @@ def normalize_config(model: nn.Module, config: dict[str, Any] | None = None, *,
     cfg["input_size"] = [c, h, w]
     # preprocessing and normalisation follow the input size the config gives, not the defaults'
     pre = dict(given.get("preprocessing") or {})
-    pre.setdefault("kind", defaults["preprocessing"]["kind"] if [c, h, w] == defaults["input_size"]
-                   else ("digits" if c == 1 and max(h, w) <= 32 else "resize"))
+    pre.setdefault("kind", _default_kind(c, h, w))
     pre.setdefault("size", [h, w])
     pre.setdefault("channels", c)
     cfg["preprocessing"] = pre
@@ -122,9 +133,7 @@ class Predictor:
         k = len(defaults["classes"]) if defaults["classes"] is not None else None
         classes = self.config.get("classes") or defaults["classes"] or []
         self.classes = [str(v) for v in classes]
-        if k is not None and len(self.classes) != k:
-            raise RunError(f"the run's config.json names {len(self.classes)} classes but its model has {k} "
-                           f'outputs; fix "classes" in config.json (one name per output)')
+        check_classes(self.classes, k)
         self.run_dir: Path | None = None
 
     @classmethod

@@ -248,10 +248,9 @@ class RunDir:
             return
         if not isinstance(classes, list):
             raise RunError(f'{self.config_path}: "classes" must be a list of names, got {type(classes).__name__}')
-        outputs = output_count(model, config.get("input_size"))
-        if outputs is not None and outputs != len(classes):
-            raise RunError(f"{self.config_path} names {len(classes)} classes but the model has {outputs} "
-                           f'outputs; fix "classes" in {CONFIG} (one name per output)')
+        from convscope.predictor import check_classes
+
+        check_classes(classes, output_count(model, config.get("input_size")), str(self.config_path))
 
     # ---- writing a run --------------------------------------------------------------------
     def check_out(self, *, resume: bool, overwrite: bool) -> None:
@@ -437,7 +436,9 @@ def output_count(model: Any, input_size: Any = None) -> int | None:
         return None
     finally:
         model.train(was)
-    out = out[0] if isinstance(out, (tuple, list)) else out
+    from convscope.predictor import main_logits
+
+    out = main_logits(out)
     return int(out.shape[-1]) if isinstance(out, torch.Tensor) and out.dim() == 2 else None
 
 

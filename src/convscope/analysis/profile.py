@@ -219,7 +219,9 @@ def _tracked_pass(model: nn.Module, x: torch.Tensor, backward: bool) -> tuple[li
 
 
 def _first(out: Any) -> torch.Tensor:
-    return out[0] if isinstance(out, (tuple, list)) else out
+    from convscope.predictor import main_logits
+
+    return main_logits(out)
 
 
 def _plain_pass(model: nn.Module, x: torch.Tensor, backward: bool) -> tuple[float, float | None]:

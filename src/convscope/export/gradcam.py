@@ -29,6 +29,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from convscope.predictor import main_logits
+
 FILE = "gradcam.onnx"
 INPUT, ONEHOT, CAM = "input", "onehot", "cam"
 MAX_PARAMS = 5_000_000   # the weights travel a second time in this graph
@@ -48,7 +50,7 @@ class _Cam:
         with torch.enable_grad():
             with Capture(self.model, [self.layer], detach=False, clone=False) as cap:
                 logits = self.model(x.clone().requires_grad_(True))
-            logits = logits[0] if isinstance(logits, (tuple, list)) else logits
+            logits = main_logits(logits)
             a = cap.outputs[self.layer]                                   # (1, K, h, w)
             (grad,) = torch.autograd.grad((logits * onehot).sum(), a)      # d score / d A
         weights = grad.mean(dim=(2, 3), keepdim=True)                      # alpha_k (eq. 1)
@@ -132,7 +134,7 @@ def check_gradcam(data: bytes, model: nn.Module, input_size: tuple[int, ...], nu
         x = torch.randn(1, *input_size, generator=gen)
         with torch.no_grad():
             logits = model.eval()(x)
-        logits = logits[0] if isinstance(logits, (tuple, list)) else logits
+        logits = main_logits(logits)
         for target in torch.argsort(logits[0], descending=True)[:2].tolist():
             want, _, _ = saliency_map(copy.deepcopy(model), x.clone(), method="gradcam", target=int(target))
             got = run_gradcam(data, x.numpy(), int(target), num_classes)

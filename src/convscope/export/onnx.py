@@ -114,7 +114,9 @@ class WithLayers(nn.Module):
 
 
 def _main(out: Any) -> torch.Tensor:
-    return out[0] if isinstance(out, (tuple, list)) else out
+    from convscope.predictor import main_logits
+
+    return main_logits(out)
 
 
 # ---- paths --------------------------------------------------------------------------------

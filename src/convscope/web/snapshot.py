@@ -148,7 +148,7 @@ class Snapshot:
 def build(model: nn.Module, config: dict[str, Any] | None = None, *, run_dir: str | Path | None = None,
           random_weights: bool = False, origin: str | None = None, version: int = 1) -> Snapshot:
     """A snapshot of `model`: traced once, probed with one zero input, its layers described."""
-    from convscope.predictor import Predictor
+    from convscope.predictor import Predictor, check_classes
 
     predictor = Predictor(model.eval(), config)
     model = predictor.model
@@ -156,9 +156,7 @@ def build(model: nn.Module, config: dict[str, Any] | None = None, *, run_dir: st
     graph = graphs.Graph(model)
     logits, values = _forward(graph, model, torch.zeros(1, *input_size))  # a probe: shapes
     classes = [str(c) for c in predictor.classes]
-    if len(classes) != int(logits.shape[-1]):
-        raise ValueError(f"the run's config.json names {len(classes)} classes but its model has "
-                         f"{int(logits.shape[-1])} outputs; fix \"classes\" in config.json")
+    check_classes(classes, int(logits.shape[-1]))  # the real count, where the meta-device one was unknown
     layers = graph.build(values, input_size)
     graphs.receptive_fields(layers, input_size[1:])
     _add_costs(model, layers, input_size)
