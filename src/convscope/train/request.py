@@ -182,8 +182,15 @@ def _check_keys(values: Mapping[str, Any], confined: bool) -> None:
     for key in values:
         if not isinstance(key, str) or key not in known:
             shown = sorted(k for k in known if k not in _FLAGS)
-            raise UserError(f"{short(key)} is not a training setting{' the server accepts' if confined else ''}; "
-                            f"use: {', '.join(shown)}")
+            raise UserError(f"unknown training setting {short(key)}{_did_you_mean(key, known, ' (', ')')}"
+                            f"{' for this server' if confined else ''}; settings: {', '.join(shown)}")
+
+
+def _did_you_mean(value: object, names: Iterable[str], before: str = "; ", after: str = "?") -> str:
+    import difflib
+
+    close = difflib.get_close_matches(str(value)[:100], list(names), n=3, cutoff=0.6)
+    return f"{before}did you mean {', '.join(close)}{after}" if close else ""
 
 
 def _number(key: str, value: Any) -> int | float | None:
@@ -298,11 +305,8 @@ def _model(value: Any, confined: bool) -> Any:
     from convscope.models import list_models
 
     if value not in list_models():
-        import difflib
-
-        close = difflib.get_close_matches(value[:100], list_models(), n=3, cutoff=0.6)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise UserError(f"unknown model {short(value)}{hint} (`convscope models` lists them)")
+        raise UserError(f"unknown model {short(value)}{_did_you_mean(value, list_models())} "
+                        f"(`convscope models` lists them)")
     return value
 
 
@@ -351,13 +355,15 @@ def _check_names(got: dict[str, Any]) -> None:
 
     for key, names in (("recipe", RECIPES), ("optimizer", OPTIMIZERS), ("schedule", SCHEDULES)):
         if got[key] is not None and got[key] not in names:
-            raise UserError(f"unknown {key} {short(got[key])}: choose one of {', '.join(names)}")
+            raise UserError(f"unknown {key} {short(got[key])}{_did_you_mean(got[key], names)} "
+                            f"({key}s: {', '.join(names)})")
     augment = got["overrides"].get("augment")
     if augment is not None:
         from convscope.train.augment import PRESETS
 
         if augment not in ("auto", *PRESETS):
-            raise UserError(f"unknown augment {short(augment)}: choose one of auto, {', '.join(PRESETS)}")
+            raise UserError(f"unknown augment {short(augment)}{_did_you_mean(augment, PRESETS)} "
+                            f"(choose auto, {', '.join(PRESETS)})")
 
 
 def _device(text: str) -> str:
