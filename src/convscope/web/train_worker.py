@@ -43,8 +43,12 @@ STOP_DEADLINE = 2.5    # seconds from SIGTERM (or the server gone) to the proces
 
 
 def emit(event: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(event, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(json.dumps(event, separators=(",", ":")) + "\n")
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):  # the server is gone (its end of the pipe closed): stop
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (the rest is said to nobody)
+        _stop_soon()
 
 
 def first_conv(model: nn.Module) -> tuple[str, nn.Conv2d] | None:
