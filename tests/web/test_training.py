@@ -315,3 +315,60 @@ def test_the_worker_does_not_outlive_the_server(tmp_path):
         time.sleep(0.1)
     # it stopped as the Stop button does: the position is saved for resume
     assert (tmp_path / "runs" / "orphan" / "state" / "state.pt").is_file()
+
+
+# ---- malformed bodies: never a 5xx, nothing written, the server keeps answering ----------------
+
+def _nested(depth: int) -> list:
+    v: list = []
+    for _ in range(depth):
+        v = [v]
+    return v
+
+
+JUNK = [[], [1, "a"], {"x": {"y": [None]}}, -1, -1e308, 1e308, 10**30, 10**400, float("nan"), float("inf"),
+        "💥ü\u202e" * 10, "x" * 5000, "../../etc/passwd", "/proc/self/mem", _nested(200), {"num_classes": 10**15},
+        {"a" * 100: 1}, {"dropout": [[[[1]]]]}, "folder:/etc", -0.5, 1_000_000.5]
+ESCAPES = ["../x", "/tmp/x", "~/x", "a/../../x", "", "."]
+
+
+def _malformed(rng) -> dict:
+    """A body with one to three settings given a value that is wrong for them (by construction:
+    every JUNK value is wrong for every key but `out`, whose junk is a non-string or an escape)."""
+    from convscope.train.request import SERVER_KEYS
+
+    body = {"model": "lenet5", "data": "synthetic", "epochs": 1}
+    keys = sorted(SERVER_KEYS) + ["resume", "data_root", "download", "overwrite", "nope", "__proto__"]
+    for key in rng.sample(keys, rng.randint(1, 3)):
+        pool = [v for v in JUNK if not isinstance(v, str)] + ESCAPES[:4] if key == "out" else JUNK
+        body[key] = rng.choice(pool)
+    if body.get("model_kwargs") in ({}, {"x": {"y": [None]}}):  # {} is a valid model_kwargs
+        body["model_kwargs"] = [1, "a"]
+    return body
+
+
+RAW = [b"", b"null", b"[]", b"42", b'"text"', b"\xff\xfe\x00", b'{"model": "lenet5"', b"{" * 50_000,
+       b"[" * 30_000 + b"]" * 30_000, b'{"model": "' + b"x" * 70_000 + b'"}', b'{"epochs": NaN}',
+       b'{"epochs": 1e999}', b'{"model": "lenet5", "data": "synthetic", "epochs": 1' + b' ' * 66_000 + b"}"]
+
+
+def test_malformed_bodies_get_a_short_4xx_and_nothing_starts(client, tmp_path):
+    import random
+
+    c, app = client
+    rng = random.Random(22)
+    bodies = [json.dumps(_malformed(rng)).encode() for _ in range(400)] + RAW
+    statuses = set()
+    for raw in bodies:
+        r = c.post("/api/train/start", content=raw, headers={"Content-Type": "application/json"})
+        assert 400 <= r.status_code < 500 and r.status_code != 409, (raw[:200], r.status_code, r.text[:300])
+        detail = r.json()["detail"]
+        assert isinstance(detail, str) and 0 < len(detail) <= training.MAX_DETAIL, (raw[:200], detail)
+        statuses.add(r.status_code)
+    assert statuses == {400, 413, 422}
+    assert c.get("/api/train/status").json()["state"] == "idle"  # alive, and nothing started
+    assert not (tmp_path / "runs").exists()
+    for action in ("pause", "resume", "stop"):
+        for raw in RAW:
+            assert 400 <= c.post(f"/api/train/{action}", content=raw).status_code < 500
+    assert c.get("/api/train/options").status_code == 200
