@@ -230,8 +230,8 @@ def test_options_send_the_limits_the_server_checks(client, tmp_path):
 
 def test_a_crash_in_the_worker_reaches_the_page(client, tmp_path):
     c, app = client
-    r = c.post("/api/train/start", json={"model": "lenet5", "data": "synthetic", "lr": 90, "batch_size": 16, "epochs": 1,
-                                         "out": "nan"})
+    r = c.post("/api/train/start", json={"model": "lenet5", "data": "synthetic", "lr": 90, "batch_size": 16,
+                                         "epochs": 1, "out": "nan"})
     assert r.status_code == 202
     _wait(app.state.trainer, {"done", "error"})
     trainer = app.state.trainer
