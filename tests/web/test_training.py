@@ -267,10 +267,29 @@ def test_server_shutdown_stops_the_training_resumably(tmp_path):
     assert (out / "state" / "state.pt").is_file() and (out / "config.json").is_file()
 
 
+def test_ctrl_c_to_the_group_then_the_servers_stop_is_one_stop(client, tmp_path):
+    """A Ctrl-C in the terminal reaches the worker (SIGINT), then the server's shutdown asks it to
+    stop (SIGTERM): one stop at a step's end, the exact position saved, not a second Ctrl-C."""
+    c, app = client
+    assert c.post("/api/train/start", json={"model": "lenet5", "data": "synthetic", "epochs": 3,
+                                            "out": "twice", "pace_ms": 500}).status_code == 202
+    trainer = app.state.trainer
+    _wait(trainer, {"running"})
+    while not any(e["type"] == "step" for e in trainer.events):
+        time.sleep(0.05)
+    trainer.proc.send_signal(signal.SIGINT)
+    time.sleep(0.1)  # taken, and the step (0.5 s of pace) still going: a second Ctrl-C would cut it
+    trainer.shutdown()
+    _wait(trainer, {"stopped"}, timeout=40)
+    assert "checkpoint saved in" in trainer.message, trainer.message
+    assert (tmp_path / "runs" / "twice" / "state" / "state.pt").is_file()
+
+
 def test_shutdown_kills_a_training_that_does_not_stop(tmp_path):
     trainer = training.Trainer()
-    # a process that ignores the Stop button's SIGINT
+    # a process that ignores the stop it is asked for
     trainer.proc = subprocess.Popen([sys.executable, "-c", "import signal, time; "
+                                     "signal.signal(signal.SIGTERM, signal.SIG_IGN); "
                                      "signal.signal(signal.SIGINT, signal.SIG_IGN); print('ready', flush=True); "
                                      "time.sleep(600)"], stdout=subprocess.PIPE, text=True)
     assert trainer.proc.stdout.readline().strip() == "ready"

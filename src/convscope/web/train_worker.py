@@ -17,8 +17,9 @@ numbers of the run do not depend on whether anyone watches. SIGINT (the Stop
 button) is the loop's own Ctrl-C: it finishes the step, saves the exact
 position, and `resume` continues from there. SIGUSR1 pauses it after the step in
 progress and SIGUSR2 lets it go on (the process keeps running, so Stop and the watch on the
-server below still work while it is paused). SIGTERM, or the server process gone, is a Stop
-that ends the process within STOP_DEADLINE seconds whatever happens: it never outlives the server.
+server below still work while it is paused). SIGTERM (the server stopping), or the server
+process gone, is a Stop too, asked once (a SIGTERM after a Ctrl-C is not a second Ctrl-C), that
+ends the process within STOP_DEADLINE seconds whatever happens: it never outlives the server.
 """
 from __future__ import annotations
 
@@ -48,7 +49,11 @@ def emit(event: dict[str, Any]) -> None:
         sys.stdout.flush()
     except (BrokenPipeError, ValueError):  # the server is gone (its end of the pipe closed): stop
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (the rest is said to nobody)
-        _stop_soon()
+        for stop in _WHEN_GONE:
+            stop()
+
+
+_WHEN_GONE: list = []  # main's Stopper: what a broken pipe to the server calls
 
 
 def first_conv(model: nn.Module) -> tuple[str, nn.Conv2d] | None:
@@ -157,9 +162,11 @@ class Watch:
     def __init__(self, pace_s: float = 0.0) -> None:
         self.pace_s = pace_s
         self.paused = threading.Event()
+        self.fit: Any = None
         self.watcher: Watcher | None = None
 
     def on_start(self, fit: Any) -> None:
+        self.fit = fit
         self.watcher = Watcher(fit)
 
     def after_step(self, fit: Any, loss: torch.Tensor) -> None:
@@ -174,36 +181,51 @@ class Watch:
         self.watcher.probe()
 
 
-def _stop_soon() -> None:
-    """Stop like the Stop button (the position is saved for resume); end the process for good
-    STOP_DEADLINE seconds later if that has not ended it."""
-    os.kill(os.getpid(), signal.SIGINT)
-    timer = threading.Timer(STOP_DEADLINE, os._exit, args=(1,))
-    timer.daemon = True
-    timer.start()
+class Stopper:
+    """Stops the run as the Stop button does (the position is saved for resume), once, whoever
+    asks (SIGTERM, the server gone, its pipe broken): asking again is not a second Ctrl-C. The
+    process ends for good STOP_DEADLINE seconds later if the stop has not ended it."""
+
+    def __init__(self, watch: Watch) -> None:
+        self.watch = watch
+        self.asked = False
+
+    def __call__(self, *_: Any) -> None:
+        if self.asked:
+            return
+        self.asked = True
+        timer = threading.Timer(STOP_DEADLINE, os._exit, args=(1,))
+        timer.daemon = True
+        timer.start()
+        if self.watch.fit is not None:
+            self.watch.fit.stop_requested = True  # what the loop's own Ctrl-C handler sets
+        else:
+            os.kill(os.getpid(), signal.SIGINT)  # not training yet: stop where it is
 
 
-def _watch_server(server_pid: int) -> None:
+def _watch_server(server_pid: int, stop: Stopper) -> None:
     """When the server process is gone (killed, crashed), nobody reads this run: stop."""
     def watch() -> None:
         while os.getppid() == server_pid:
             time.sleep(0.5)
-        _stop_soon()
+        stop()
 
     threading.Thread(target=watch, name="convscope-watch-server", daemon=True).start()
 
 
-def _signals(watch: Watch) -> None:
+def _signals(watch: Watch, stop: Stopper) -> None:
     signal.signal(signal.SIGUSR1, lambda *_: watch.paused.set())
     signal.signal(signal.SIGUSR2, lambda *_: watch.paused.clear())
-    signal.signal(signal.SIGTERM, lambda *_: _stop_soon())
+    signal.signal(signal.SIGTERM, stop)
+    _WHEN_GONE.append(stop)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = argv if argv is not None else sys.argv[1:]
     watch = Watch()
-    _signals(watch)
-    _watch_server(int(args[1]) if len(args) > 1 else os.getppid())
+    stop = Stopper(watch)
+    _signals(watch, stop)
+    _watch_server(int(args[1]) if len(args) > 1 else os.getppid(), stop)
     from convscope.train import Interrupted
     from convscope.train.api import train_request
     from convscope.train.request import TrainRequest

@@ -260,12 +260,14 @@ class Trainer:
                                  threads=first.threads, device=first.device, pace_ms=first.pace_ms))
 
     def shutdown(self, wait: float = STOP_WAIT) -> None:
-        """The server is stopping: stop the training as the Stop button does (resumable); what
-        has not ended `wait` seconds later is killed, so this returns within about wait + 0.5 s."""
+        """The server is stopping: stop the training as the Stop button does (resumable; SIGTERM,
+        which the worker takes as one Stop however often it comes, so the SIGINT of a Ctrl-C to
+        the whole process group does not count twice); what has not ended `wait` seconds later
+        is killed, so this returns within about wait + 0.5 s."""
         proc = self.proc
         if proc is None or proc.poll() is not None:
             return
-        self._signal(signal.SIGINT)
+        self._signal(signal.SIGTERM)
         try:
             proc.wait(wait)
         except subprocess.TimeoutExpired:
