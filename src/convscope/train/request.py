@@ -131,18 +131,18 @@ class TrainRequest:
 
     def model_name(self) -> str | None:
         """The registered model this request trains (the recipe's, else lenet5); None for an object."""
-        if self.model is not None:
-            return self.model if isinstance(self.model, str) else None
-        from convscope.train.config import recipe_defaults
-
-        return recipe_defaults(self.recipe).get("model", "lenet5")
+        return self._named("model", "lenet5")
 
     def data_name(self) -> str | None:
-        if self.data is not None:
-            return self.data if isinstance(self.data, str) else None
+        """The dataset this request trains on (the recipe's, else mnist); None for an object."""
+        return self._named("data", "mnist")
+
+    def _named(self, key: str, default: str) -> str | None:
         from convscope.train.config import recipe_defaults
 
-        return recipe_defaults(self.recipe).get("data", "mnist")
+        value = getattr(self, key)
+        value = recipe_defaults(self.recipe).get(key, default) if value is None else value
+        return value if isinstance(value, str) else None
 
     def check_model_size(self) -> None:
         """Build the model on the meta device (no memory): kwargs that build none, or a network
@@ -387,7 +387,8 @@ def _out(value: Any, got: dict[str, Any], runs_root: str | Path | None) -> Path 
         return Path(text) if text is not None else None
     root = Path(runs_root).expanduser().resolve()
     if text is None:
-        return default_out(root, _name_of(got, "model"), _name_of(got, "data"))
+        named = TrainRequest(model=got["model"], data=got["data"], recipe=got["recipe"])
+        return default_out(root, named.model_name() or "model", named.data_name() or "data")
     if Path(text).is_absolute() or text.startswith("~"):
         raise UserError(f"out {short(text)} must be a folder name inside the runs folder (e.g. \"my-run\"), "
                         f"not an absolute path: this server writes only under {root}")
@@ -396,13 +397,6 @@ def _out(value: Any, got: dict[str, Any], runs_root: str | Path | None) -> Path 
         raise UserError(f"out {short(text)} leads outside the runs folder (.., or a link): this server writes "
                         f"only under {root}; give a name inside it, e.g. \"my-run\"")
     return target
-
-
-def _name_of(got: dict[str, Any], key: str) -> str:
-    from convscope.train.config import recipe_defaults
-
-    value = got[key] if got[key] is not None else recipe_defaults(got["recipe"]).get(key)
-    return str(value or ("lenet5" if key == "model" else "mnist"))
 
 
 def default_out(root: Path, model: str, data: str) -> Path:
