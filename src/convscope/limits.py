@@ -107,6 +107,19 @@ LIMITS: dict[str, Limit] = {
     "top_losses": Limit(int, 0, 10_000),
     "start_lr": Limit(float, 0, 1000, low_open=True, what="learning rate"),
     "end_lr": Limit(float, 0, 1000, low_open=True, what="learning rate"),
+    # a training request's (convscope.train.request.TrainRequest)
+    "val_fraction": Limit(float, 0, 1, high_open=True, what="share held out for validation"),
+    "test_fraction": Limit(float, 0, 1, high_open=True, what="share held out for testing"),
+    "pace_ms": Limit(float, 0, 5000, what="milliseconds of sleep after each step"),
+    "patience": Limit(int, 1, 100_000, what="plateau: epochs without improvement"),
+    "warmup": Limit(float, 0, 1, what="onecycle: share of the steps spent warming up"),
+    "eval_batch_size": Limit(int, 1, 65_536),
+    "log_every": Limit(int, 1, 1_000_000, what="steps between loss checks"),
+    # a model built for training: 1e9 float32 weights are 4 GB before gradients and optimizer state;
+    # counted on the meta device, so a request for more (a huge num_classes) allocates nothing
+    "parameters": Limit(int, 1, 1_000_000_000, what="weights"),
+    # any number among a model's keyword arguments (widths, class counts, sizes)
+    "model_kwarg": Limit(float, -10_000_000, 10_000_000),
 }
 
 

@@ -25,6 +25,7 @@ def train_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("train-tab")
     app = create_app(model="lenet5")  # random weights until the training ends
     app.state.runs_root = str(root / "runs")
+    app.state.train_folders = [str(root / "no-such-folder")]  # as `convscope serve --train-folder` does
     app.state.train_defaults = {"threads": 1}  # the CLI run below uses --threads 1 too
     with live_server(app) as url:
         yield url, app, root
@@ -47,9 +48,18 @@ def test_a_missing_dataset_is_a_clear_message_on_the_page(browser_context, train
     page.get_by_test_id("train-data").select_option("cifar10")  # no offline copy of CIFAR-10 here
     page.get_by_test_id("train-start").click()
     expect(page.get_by_test_id("train-error")).to_contain_text("cifar", timeout=15000)
-    page.get_by_test_id("train-folder").fill(str(root / "no-such-folder"))
+    page.get_by_test_id("train-folder").fill("/etc")  # not a folder the server was started with
+    page.get_by_test_id("train-start").click()
+    expect(page.get_by_test_id("train-error")).to_contain_text("not a folder this server may read", timeout=15000)
+    page.get_by_test_id("train-folder").fill(str(root / "no-such-folder"))  # allowed, but missing
     page.get_by_test_id("train-start").click()
     expect(page.get_by_test_id("train-error")).to_contain_text("no-such-folder", timeout=15000)
+    # the fields' ranges are the server's (limits.LIMITS), not numbers of the page's own
+    from convscope.limits import LIMITS
+
+    epochs = page.get_by_test_id("train-epochs")
+    assert (epochs.get_attribute("min"), epochs.get_attribute("max")) == ("1", f"{LIMITS['epochs'].high}")
+    assert page.get_by_test_id("train-data").locator("option").count() == 5  # 4 datasets and the one folder
     assert not (root / "runs").exists()
     assert app.state.trainer.state == "idle"
     page.close()

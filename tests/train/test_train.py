@@ -125,7 +125,7 @@ def test_nan_loss_stops_with_epoch_step_and_lr(tmp_path, synthetic):
     (dict(data="mnsit"), "unknown dataset 'mnsit'"),
     (dict(model_kwargs={"input_size": 12}), r"model lenet5 does not fit synthetic's images of size \(1, 28, 28\)"),
     (dict(recipe="mnist-fastest"), "unknown recipe 'mnist-fastest'; did you mean mnist-fast"),
-    (dict(epochs=0), "--epochs 0 is not valid"),
+    (dict(epochs=0), "epochs must be a whole number from 1 to 100,000, got 0"),  # limits.LIMITS
     (dict(warmpu=0.1), "unknown training setting 'warmpu' .did you mean warmup"),
 ])
 def test_bad_requests_fail_before_training(tmp_path, kwargs, message):

@@ -2,14 +2,20 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from convscope import limits
 from convscope.commands._common import (SCHEDULES, UserError, add_data_options, add_model_arg_option,
                                         add_optim_options, add_output_options, add_runtime_options,
                                         parse_model_args)
+
+if TYPE_CHECKING:
+    from convscope.train.request import TrainRequest
 
 NAME = "train"
 HELP = "train a model on a dataset (resumable, DDP under torchrun)"
@@ -83,19 +89,19 @@ def _allow_lr_find(p: argparse.ArgumentParser) -> None:
                           "steepest-descent suggestion"
 
 
-def _find_lr(args: argparse.Namespace, extra: dict) -> tuple[float, dict]:
+def _find_lr(args: argparse.Namespace, req: "TrainRequest") -> tuple[float, dict]:
     """The range test with this training's own model, data, batch size and optimizer."""
     from convscope.train.lr_find import range_test
 
-    if args.resume:
+    if req.resume:
         raise UserError("--lr find starts a run; a resumed run keeps the lr it was started with")
-    same = {k: v for k, v in extra.items() if k in ("momentum", "nesterov", "weight_decay", "label_smoothing",
-                                                      "augment", "erase_p")}
-    result, info = range_test(model=args.model, data=args.data, recipe=args.recipe, device=args.device,
-                              model_kwargs=parse_model_args(args.model_arg) or None, data_root=args.data_root,
-                              download=args.download, image_size=args.image_size, batch_size=args.batch_size,
-                              optimizer=args.optimizer, seed=args.seed, val_fraction=args.val_fraction,
-                              test_fraction=args.test_fraction, **same)
+    same = {k: v for k, v in req.overrides.items() if k in ("momentum", "nesterov", "weight_decay",
+                                                             "label_smoothing", "augment", "erase_p")}
+    result, info = range_test(model=req.model, data=req.data, recipe=req.recipe, device=req.device,
+                              model_kwargs=dict(req.model_kwargs) if req.model_kwargs else None,
+                              data_root=req.data_root, download=req.download, image_size=req.image_size,
+                              batch_size=req.batch_size, optimizer=req.optimizer, seed=req.seed,
+                              val_fraction=req.val_fraction, test_fraction=req.test_fraction, **same)
     lr = result.suggestions["steepest"]
     if not args.quiet:
         print(f"lr-find: {len(result.lrs)} steps in {result.seconds:.1f}s, steepest descent at {lr:.3g} "
@@ -105,39 +111,36 @@ def _find_lr(args: argparse.Namespace, extra: dict) -> tuple[float, dict]:
                             "seconds": round(result.seconds, 3), "settings": result.settings}}
 
 
-def _default_out(model: str | None, data: str | None, recipe: str | None) -> Path:
-    from convscope.train.config import recipe_defaults
+_OVERRIDES = ("momentum", "nesterov", "weight_decay", "step_size", "gamma", "warmup_epochs", "label_smoothing",
+              "augment", "erase_p")
+_PLAIN = ("model", "data", "recipe", "epochs", "batch_size", "optimizer", "schedule", "seed", "resume",
+          "device", "threads", "data_root", "download", "image_size", "overwrite", "val_fraction", "test_fraction")
 
-    rd = recipe_defaults(recipe)
-    m = model or rd.get("model", "lenet5")
-    d = (data or rd.get("data", "mnist")).replace(":", "-").replace("/", "-")
-    base = Path("runs") / f"{m}-{d}"
-    out, i = base, 2
-    while out.exists():
-        out, i = base.with_name(f"{base.name}-{i}"), i + 1
-    return out
+
+def request_of(args: argparse.Namespace) -> "TrainRequest":
+    """The options as one checked TrainRequest (the library's and the Train tab's too); the run
+    folder defaults to runs/MODEL-DATA (-2, -3, ... when taken)."""
+    from convscope.train.request import TrainRequest, default_out
+
+    values = {k: getattr(args, k) for k in (*_PLAIN, *_OVERRIDES)}
+    req = TrainRequest.parse(dict(values, out=args.out, lr=None if args.lr == "find" else args.lr,
+                                  model_kwargs=parse_model_args(args.model_arg)))
+    if req.out is None:
+        req = dataclasses.replace(req, out=default_out(Path("runs"), req.model_name(), req.data_name()))
+    return req
 
 
 def run(args: argparse.Namespace) -> int:
     from convscope.runs import RunDir
-    from convscope.train import Interrupted, train
+    from convscope.train import Interrupted
+    from convscope.train.api import train_request
 
-    if args.resume and not args.out:
-        raise UserError("--resume needs --out RUN (the run folder to continue)")
-    out = Path(args.out) if args.out else _default_out(args.model, args.data, args.recipe)
-    extra = {k: getattr(args, k) for k in ("momentum", "nesterov", "weight_decay", "step_size", "gamma",
-                                           "warmup_epochs", "label_smoothing", "augment", "erase_p")}
+    req = request_of(args)
     if args.lr == "find":
-        args.lr, extra["extra"] = _find_lr(args, extra)
+        lr, extra = _find_lr(args, req)
+        req = dataclasses.replace(req, lr=lr, overrides=MappingProxyType(dict(req.overrides, extra=extra)))
     try:
-        run_dir = train(model=args.model, data=args.data, out=out, recipe=args.recipe, epochs=args.epochs,
-                        batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
-                        schedule=args.schedule, seed=args.seed, resume=args.resume,
-                        progress=not args.quiet, report=not args.json and not args.quiet,
-                        model_kwargs=parse_model_args(args.model_arg), device=args.device,
-                        threads=args.threads, data_root=args.data_root, download=args.download,
-                        image_size=args.image_size, overwrite=args.overwrite,
-                        val_fraction=args.val_fraction, test_fraction=args.test_fraction, **extra)
+        run_dir = train_request(req, progress=not args.quiet, report=not args.json and not args.quiet)
     except Interrupted as exc:
         print(exc.message, file=sys.stderr)
         return 130

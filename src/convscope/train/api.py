@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import platform
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -17,6 +17,9 @@ from torch import nn
 from convscope.runs import RunDir
 from convscope.train.config import make_config, recipe_defaults
 from convscope.train.runtime import Runtime, barrier, setup, teardown
+
+if TYPE_CHECKING:
+    from convscope.train.request import TrainRequest
 
 
 def versions() -> dict[str, str]:
@@ -75,10 +78,13 @@ def split_of(run_config: dict) -> tuple[float | None, float | None]:
     return split.get("val_fraction"), split.get("test_fraction")
 
 
-def check_fit(model: nn.Module, dataset: Any) -> None:
-    """One forward pass of two real images: the model must take them and give one score per class."""
+def check_fit(model: nn.Module, dataset: Any, *, device: str | None = None) -> None:
+    """One forward pass of two real images: the model must take them and give one score per class.
+    device="meta" (a model built on the meta device): the shapes are checked, nothing is computed."""
     images = torch.as_tensor(dataset.val.images[:2] if len(dataset.val.images) else dataset.train.images[:2])
     x = images.float() / 255
+    if device is not None:
+        x = x.to(device)
     name = getattr(model, "model_name", type(model).__name__)
     was = model.training
     model.eval()
@@ -185,37 +191,79 @@ def train(*, model: str | nn.Module | None = None, data: Any = None, out: str | 
     val_fraction / test_fraction split a dataset given by name (see `convscope.data.get_dataset`):
     val_fraction=0 trains on the validation share too (val_loss/val_top1/val_top5 are then null),
     and with test_fraction=0 as well the offline mnist run trains on all 5,000 digits.
-    config.json's "split" records them.
+    config.json's "split" records them. The arguments are checked by `TrainRequest.parse`
+    (convscope.train.request): a bad one is a UserError before anything is loaded.
     Run under torchrun it trains with DistributedDataParallel; only rank 0 writes.
     """
-    out = Path(out)
-    run = RunDir(out)
-    values = dict(overrides, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
-                  schedule=schedule, seed=seed)
-    run.check_out(resume=resume, overwrite=overwrite)
-    model, data, model_kwargs, cfg, split = _resolve(run, model, data, recipe, resume, model_kwargs, values,
-                                                     (val_fraction, test_fraction))
-    rt = setup(device, threads)
-    try:
-        dataset = load_dataset(data, root=data_root, download=download, image_size=image_size,
-                               val_fraction=split[0], test_fraction=split[1])
-        from convscope.train.loop import check_schedule, fit
+    from convscope.train.request import TrainRequest
 
-        check_schedule(cfg, dataset)
-        model_kwargs = full_kwargs(model_kwargs, dataset)
+    req = TrainRequest.parse(dict(
+        overrides, model=model, data=data, out=out, recipe=recipe, epochs=epochs, batch_size=batch_size, lr=lr,
+        optimizer=optimizer, schedule=schedule, seed=seed, resume=resume, model_kwargs=model_kwargs,
+        device=device, threads=threads, data_root=data_root, download=download, image_size=image_size,
+        overwrite=overwrite, val_fraction=val_fraction, test_fraction=test_fraction))
+    return train_request(req, progress=progress, report=report, callbacks=callbacks)
+
+
+def _prepare(req: "TrainRequest") -> tuple:
+    """(run, model, data name or object, model kwargs, TrainConfig, dataset, image_size): every check
+    `train_request` makes before it builds the network, writing nothing."""
+    if req.out is None:
+        raise ValueError("out is required: the run folder to write")
+    run = RunDir(req.out)
+    values = dict(req.overrides, epochs=req.epochs, batch_size=req.batch_size, lr=req.lr,
+                  optimizer=req.optimizer, schedule=req.schedule, seed=req.seed)
+    run.check_out(resume=req.resume, overwrite=req.overwrite)
+    model_kwargs = dict(req.model_kwargs) if req.model_kwargs is not None else None
+    model, data, model_kwargs, cfg, split = _resolve(run, req.model, req.data, req.recipe, req.resume,
+                                                     model_kwargs, values, (req.val_fraction, req.test_fraction))
+    dataset = load_dataset(data, root=req.data_root, download=req.download, image_size=req.image_size,
+                           val_fraction=split[0], test_fraction=split[1])
+    from convscope.train.loop import check_schedule
+
+    check_schedule(cfg, dataset)
+    return run, model, data, full_kwargs(model_kwargs, dataset), cfg, dataset
+
+
+def preflight(req: "TrainRequest") -> None:
+    """Everything `train_request(req)` checks before its first write (the run folder, the recipe, the
+    data, the model taking the data's images and giving one score per class), with the network
+    built on the meta device: nothing is written and no weight is allocated. Raises what train would."""
+    import torch
+
+    run, model, data, model_kwargs, cfg, dataset = _prepare(req)
+    if isinstance(model, nn.Module):
+        check_fit(model, dataset)
+        return
+    from convscope.models import create_model
+
+    with torch.device("meta"):
+        net = create_model(model, **model_kwargs)
+    check_fit(net, dataset, device="meta")
+
+
+def train_request(req: "TrainRequest", *, progress: bool = True, report: bool | None = None,
+                  callbacks: Any = ()) -> Path:
+    """Train what `req` (a checked TrainRequest) asks for; returns the run folder (see `train`)."""
+    rt = setup(req.device, req.threads)
+    try:
+        run, model, data, model_kwargs, cfg, dataset = _prepare(req)
+        from convscope.train.loop import fit
+
         net, name = build_model(model, model_kwargs, cfg.seed)
         check_fit(net, dataset)
         if rt.main:
             run.probe_writable()
         run_config = run_config_for(name, model_kwargs, dataset, data_name=data if isinstance(data, str) else None,
-                                    image_size=image_size)
-        with writer(run, rt, replace=overwrite and not resume) as checkpointed:
+                                    image_size=req.image_size)
+        replace = req.overwrite and not req.resume
+        with writer(run, rt, replace=replace) as checkpointed:
             barrier(rt)
-            result = fit(net, dataset, cfg, out, run_config=run_config, resume=resume, progress=progress,
+            result = fit(net, dataset, cfg, run.path, run_config=run_config, resume=req.resume, progress=progress,
                          runtime=rt, on_checkpoint=checkpointed, callbacks=callbacks)
         if rt.main and (progress if report is None else report):
-            print(result_line(out, result, rt), flush=True)
-        return out
+            print(result_line(run.path, result, rt), flush=True)
+        return run.path
     finally:
         teardown(rt)
 

@@ -1,6 +1,8 @@
 // The Train tab: start, pause, resume and stop a training run by the server in its own
 // process; watch the loss and top-1 curves, conv1's kernels and a strip of test images.
 // Every request goes through CS.engine.train (engine.js); progress arrives as server-sent events.
+// The number fields take their ranges from /api/train/options (the server's limits.LIMITS), and
+// the data choices are the server's: its named datasets and the folders it was started with.
 "use strict";
 (function () {
   const engine = window.CS && window.CS.engine && window.CS.engine.train;
@@ -26,10 +28,10 @@
     <div class="controls">
       <label>model <select data-testid="train-model" id="tr-model"></select></label>
       <label>data <select data-testid="train-data" id="tr-data"></select></label>
-      <label>or folder: <input type="text" data-testid="train-folder" id="tr-folder" placeholder="PATH, one subfolder per class" size="22"></label>
+      <label>or folder: <input type="text" data-testid="train-folder" id="tr-folder" placeholder="one of --train-folder" size="22"></label>
       <label>recipe <select data-testid="train-recipe" id="tr-recipe"><option value="">none</option></select></label>
-      <label>epochs <input type="number" data-testid="train-epochs" id="tr-epochs" min="1" max="500" value="1"></label>
-      <label>peak lr <input type="number" data-testid="train-lr" id="tr-lr" min="0" step="any" placeholder="default"></label>
+      <label>epochs <input type="number" data-testid="train-epochs" id="tr-epochs" value="1"></label>
+      <label>peak lr <input type="number" data-testid="train-lr" id="tr-lr" step="any" placeholder="default"></label>
       <label>pace <select data-testid="train-pace" id="tr-pace">
         <option value="0">full speed</option><option value="20">slow (20 ms a step)</option>
         <option value="100">slower (100 ms a step)</option></select></label>
@@ -177,7 +179,7 @@
       section.dataset.state = e.state;
     } else if (e.type === "opened") {
       section.dataset.opened = e.run;
-      setStatus(`done · update ${S.updates} · ${e.run} is open in the explorer: draw a digit`);
+      setStatus(`done · update ${S.updates} · ${e.run} is open in the explorer`);
     } else if (e.type === "error") {
       $("tr-error").textContent = e.message;
     }
@@ -197,11 +199,23 @@
     }
   }
 
+  // a number field's min/max/step from the server's range ({kind, min, max, min_open, max_open, text})
+  function applyRange(input, range) {
+    if (!range) return;
+    if (range.min !== null) input.min = String(range.min);
+    if (range.max !== null) input.max = String(range.max);
+    input.step = range.kind === "int" ? "1" : "any";
+    input.title = range.text;
+  }
+
   async function init() {
     mount();
     const opts = await engine.options();
     for (const m of opts.models) $("tr-model").append(el("option", { value: m.value, text: m.label }));
     for (const d of opts.datasets) $("tr-data").append(el("option", { value: d, text: d }));
+    for (const f of opts.folders || []) $("tr-data").append(el("option", { value: "folder:" + f, text: "folder: " + f }));
+    applyRange($("tr-epochs"), opts.ranges && opts.ranges.epochs);
+    applyRange($("tr-lr"), opts.ranges && opts.ranges.lr);
     for (const r of opts.recipes) $("tr-recipe").append(el("option", { value: r, text: r }));
     section.dataset.state = opts.status.state;
     $("tr-start").addEventListener("click", () => {
