@@ -19,6 +19,7 @@ answered in the server process while a fresh pool starts.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -27,7 +28,7 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -37,6 +38,8 @@ from convscope.web.encoding import InputError, image_from_request
 log = logging.getLogger("convscope.web.pool")
 ANSWER_TIMEOUT_S = 60.0
 RETRY_AFTER_S = 30.0  # after answer processes failed to start
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+END_WAIT_S = 2.0  # how long _stop waits for a launching process's pid, then for it to be gone
 
 _worker: Any = None  # the Explorer of an answer process
 
@@ -65,17 +68,24 @@ def worker_spec(explorer: Any) -> dict[str, Any] | None:
 
 
 def _watch_parent(parent: int) -> None:
-    """End this answer process soon after the server process is gone (killed, crashed):
-    nobody is left to ask it anything."""
+    """End this answer process soon after the server process is gone (SIGKILLed, crashed):
+    nobody is left to ask it anything. (Not PR_SET_PDEATHSIG: it fires when the *thread*
+    that started the process ends, and the pool's start thread ends at once.)"""
     while os.getppid() == parent:
-        time.sleep(0.5)
+        time.sleep(0.2)
     os._exit(0)
 
 
 def _init(spec: dict[str, Any]) -> None:
-    """An answer process: Ctrl-C is the server's to handle; build the explorer once."""
+    """An answer process: Ctrl-C and SIGTERM are the server's to handle; build the explorer once."""
     global _worker
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The server ends this process itself (SIGKILL, see _stop) once it has stopped using it;
+    # a Ctrl-C to the terminal's process group must not kill it mid-batch or print a
+    # KeyboardInterrupt. Both signals were blocked since the spawn (AnswerPool._launch):
+    # ignored now, a pending one is dropped when they are unblocked.
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     threading.Thread(target=_watch_parent, args=(os.getppid(),), name="convscope-watch-parent", daemon=True).start()
     from safetensors.torch import load
 
@@ -88,6 +98,37 @@ def _init(spec: dict[str, Any]) -> None:
     _worker = Explorer(model, spec["config"], run_dir=spec["run_dir"], random_weights=spec["random_weights"],
                        origin=spec["origin"])
     _worker.min_rows = spec["min_rows"]
+
+
+def _init_from_file(path: str) -> None:
+    """_init with the spec _boot wrote to `path` (see _spec_file)."""
+    import pickle
+
+    with open(path, "rb") as f:
+        spec = pickle.load(f)
+    _init(spec)
+
+
+@contextlib.contextmanager
+def _spec_file(spec: dict[str, Any]) -> Iterator[str]:
+    """The spec (the network's weights) in a private temporary file while the processes start.
+
+    Not in initargs: a spawn launch writes its arguments into a pipe to the new process and
+    returns only once that process has imported torch and read them all (the pipe holds 64
+    KiB; lenet5's weights are 250 KiB), holding the executor's lock. A process killed then
+    left that write, the lock and the server's exit waiting for good: the parent holds the
+    pipe's other end itself. A path launches in milliseconds."""
+    import pickle
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix="convscope-answer-", suffix=".pickle")  # 0600
+    try:
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump(spec, f, protocol=pickle.HIGHEST_PROTOCOL)
+        yield path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
 
 def _ready() -> int:
@@ -175,7 +216,9 @@ class AnswerPool:
         return out
 
     def close(self) -> None:
-        """Stop the answer processes now (also one still starting): the server is ending."""
+        """End the answer processes now, also those still being launched, and reap them: the
+        server is ending. Safe from any thread, at any moment, more than once; no pool starts
+        after it."""
         with self._lock:
             self._closed = True
             executors, self._executor, self._booting = [self._executor, self._booting], None, None
@@ -202,11 +245,16 @@ class AnswerPool:
                 with self._lock:
                     self._unable, self._starting = model, False
                 return
-            executor = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
-                                           initializer=_init, initargs=(spec,))
-            with self._lock:
-                self._booting = executor  # close() stops it even before it is ready
-            pids = {f.result(timeout=300) for f in [executor.submit(_ready) for _ in range(self.processes)]}
+            with _spec_file(spec) as path:
+                executor = ProcessPoolExecutor(self.processes, mp_context=_SpawnContext(),
+                                               initializer=_init_from_file, initargs=(path,))
+                with self._lock:
+                    closed = self._closed
+                    if not closed:
+                        self._booting = executor  # close() stops it even before it is ready
+                if closed:  # closed while the spec was made: launch nothing
+                    raise RuntimeError("the pool was closed")
+                pids = self._launch(executor)  # each has read the file
             log.info("%d answer process(es) ready: %s", len(pids), sorted(pids))
         except Exception as exc:  # noqa: BLE001 - the server keeps answering in-process
             if not self._closed:
@@ -229,6 +277,27 @@ class AnswerPool:
         elif model is not self.explorer.model:  # swapped while starting: start again
             self._start()
 
+    def _launch(self, executor: ProcessPoolExecutor) -> set[int]:
+        """Start the processes and wait until each has run _init: their pids.
+
+        They are started with SIGINT and SIGTERM blocked in this thread: the new processes
+        inherit the mask, so a Ctrl-C to the process group while they import torch cannot
+        print their tracebacks; _init unblocks them (ignored)."""
+        deadline = time.monotonic() + 300
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            futures = [executor.submit(_ready) for _ in range(self.processes)]
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        pids: set[int] = set()
+        while True:
+            pids |= {f.result(timeout=max(0.0, deadline - time.monotonic())) for f in futures}
+            if len(pids) >= self.processes or self._closed:
+                return pids
+            # a process that was ready first answered twice; ask again until every one has
+            time.sleep(0.05)
+            futures = [executor.submit(_ready) for _ in range(self.processes)]
+
     def _retire(self, executor: ProcessPoolExecutor) -> None:
         with self._lock:
             if self._executor is executor:
@@ -237,9 +306,121 @@ class AnswerPool:
 
 
 def _stop(executor: ProcessPoolExecutor) -> None:
-    """Shut a pool down without waiting, and end its processes now: one busy (or still
-    importing torch) would otherwise hold the server's exit until it is done."""
-    executor.shutdown(wait=False, cancel_futures=True)
-    for proc in list((getattr(executor, "_processes", None) or {}).values()):  # no public way before 3.14
-        if proc.is_alive():
-            proc.terminate()
+    """End a pool's processes now, also one still being launched, and reap them.
+
+    Never executor.shutdown() on this thread: it takes the lock that submit() holds while
+    a process is launched, and a spawn launch waits until the new process has imported
+    torch and read the network's weights (seconds). That waited for good when the server
+    was asked to stop during its start. The processes are ended by pid instead (they ignore
+    SIGTERM and SIGINT, see _init), then the executor is told, off this thread."""
+    context = getattr(executor, "_mp_context", None)  # no public way to the processes before 3.14
+    launches = context.close() if isinstance(context, _SpawnContext) else []
+    deadline = time.monotonic() + END_WAIT_S
+    pids = [pid for pid in (launch.wait_pid(deadline) for launch in launches) if pid is not None]
+    pids += [p.pid for p in list((getattr(executor, "_processes", None) or {}).values()) if p.pid not in pids]
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    threading.Thread(target=executor.shutdown, kwargs={"wait": False, "cancel_futures": True},
+                     name="convscope-pool-shutdown", daemon=True).start()
+    for launch in launches:
+        launch.reap(deadline + END_WAIT_S)
+
+
+class _SpawnContext(multiprocessing.context.SpawnContext):
+    """The spawn start method, keeping each answer process from the moment it is launched,
+    so _stop can end one whose launch has not returned yet (ProcessPoolExecutor lists a
+    process only after its start() returned), and refusing new ones once closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._launches: list[_Launch] = []
+        self._closed = False
+
+    def Process(self, *args: Any, **kwargs: Any) -> "_AnswerProcess":  # noqa: N802 - multiprocessing's name
+        return _AnswerProcess(self, *args, **kwargs)
+
+    def launch(self, process_obj: Any) -> "_Launch":
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the answer pool is stopping")
+            launch = _Launch()
+            self._launches.append(launch)
+        launch.popen = _LaunchingPopen(process_obj, launch)
+        return launch
+
+    def close(self) -> list["_Launch"]:
+        """No process starts after this; the ones launched or being launched."""
+        with self._lock:
+            self._closed = True
+            return list(self._launches)
+
+
+class _AnswerProcess(multiprocessing.context.SpawnProcess):
+    """A spawn process launched through its _SpawnContext (which the child never sees)."""
+
+    def __init__(self, context: _SpawnContext, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._context = context
+
+    def _Popen(self, process_obj: Any) -> Any:  # noqa: N802 - called as self._Popen(self) by start()
+        return self._context.launch(process_obj).popen
+
+    def __getstate__(self) -> dict[str, Any]:  # pickled into the child: without the context
+        state = dict(self.__dict__)
+        state.pop("_context", None)
+        return state
+
+
+class _Launch:
+    """One answer process as _stop sees it: its pid as soon as it exists."""
+
+    def __init__(self) -> None:
+        self.pid: int | None = None
+        self.popen: Any = None
+        self.done = threading.Event()  # the launch returned (or failed)
+
+    def wait_pid(self, deadline: float) -> int | None:
+        while self.pid is None and not self.done.is_set() and time.monotonic() < deadline:
+            time.sleep(0.005)  # between the launch's start and the process's fork: pickling, ms
+        return self.pid
+
+    def reap(self, deadline: float) -> None:
+        """Collect the ended process's exit status (if its Process object has not), so no
+        zombie is left to a parent that exits next."""
+        while self.pid is not None and time.monotonic() < deadline:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped already (the executor joined it)
+                return
+            if pid:
+                if self.popen is not None:  # so its Process object knows it has ended
+                    self.popen.returncode = os.waitstatus_to_exitcode(status)
+                return
+            time.sleep(0.01)
+
+
+def _spawn_popen_class() -> type:
+    from multiprocessing.popen_spawn_posix import Popen
+
+    class LaunchingPopen(Popen):
+        """multiprocessing's spawn Popen that tells its _Launch the pid the moment it has one."""
+
+        def __init__(self, process_obj: Any, launch: _Launch) -> None:
+            self._launch_record = launch
+            try:
+                super().__init__(process_obj)
+            finally:
+                launch.done.set()
+
+        def __setattr__(self, name: str, value: Any) -> None:
+            super().__setattr__(name, value)
+            if name == "pid":
+                self._launch_record.pid = value
+    return LaunchingPopen
+
+
+_LaunchingPopen = _spawn_popen_class() if os.name == "posix" else None
