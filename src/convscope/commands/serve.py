@@ -155,10 +155,9 @@ def _serve_workers(args: argparse.Namespace, sock: Any, token: str | None) -> in
     """Several server processes share the socket; each loads the run itself (the copy loaded
     here only checks it, before anything is printed)."""
     import uvicorn
-    from uvicorn.supervisors import Multiprocess
 
     from convscope.web import create_app
-    from convscope.web.live import server_settings
+    from convscope.web.live import Supervisor, server_settings
 
     app = (create_app(args.run, processes=0, host=args.host, token=token) if args.model is None
            else create_app(model=args.model, processes=0, host=args.host, token=token))
@@ -169,7 +168,7 @@ def _serve_workers(args: argparse.Namespace, sock: Any, token: str | None) -> in
                       CONVSCOPE_TOKEN=token or "")
     config = uvicorn.Config("convscope.web.app:app_from_env", factory=True, workers=args.workers,
                             **_common(), **server_settings())
-    Multiprocess(config, sockets=[sock]).run()
+    Supervisor(config, sockets=[sock]).run()
     return 0
 
 

@@ -18,6 +18,7 @@ import time
 from typing import Any, Callable, Iterator
 
 import uvicorn
+import uvicorn.supervisors
 
 HEADER_DEADLINE_S = 10.0  # a request's head (request line + headers) must arrive within this
 KEEP_ALIVE_S = 5          # an idle connection between requests is closed after this
@@ -218,3 +219,17 @@ class StoppingServer(uvicorn.Server):
                 await asyncio.to_thread(self._stopper.join, 10)
             await lifespan_shutdown()
         self.lifespan.shutdown = after_stop  # type: ignore[method-assign]
+
+
+class Supervisor(uvicorn.supervisors.Multiprocess):
+    """uvicorn's supervisor of `--workers N` processes, whose workers start with Ctrl-C
+    ignored: a Ctrl-C to the terminal's process group while they import torch printed each
+    one's KeyboardInterrupt traceback. The supervisor ends them (SIGTERM); once serving,
+    uvicorn's own handlers take SIGINT over in each worker."""
+
+    def init_processes(self) -> None:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited across the spawn's exec
+        try:
+            super().init_processes()
+        finally:
+            signal.signal(signal.SIGINT, previous)
