@@ -197,3 +197,44 @@ def test_a_busy_port_is_one_line_and_no_child_traceback():
     assert done.returncode == 2
     assert done.stdout == "" and done.stderr.count("\n") == 1, done.stderr
     assert done.stderr.startswith("convscope serve: error:") and "--port" in done.stderr
+
+
+def _answer_processes_of_this_process() -> list[int]:
+    """Running (not zombie) children of this test process that are multiprocessing spawns."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            if int(fields[1]) == os.getpid() and fields[0] != "Z" and b"spawn_main" in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+@needs_proc
+@pytest.mark.parametrize("after_s", [0.0, 0.3, 1.5, 4.0])
+def test_closing_the_pool_at_any_moment_of_its_start_ends_and_reaps_its_processes(after_s, tmp_path, monkeypatch):
+    """The hang of issue 22 was here: close() while the pool's start thread was launching a
+    process waited for good. Now it returns, no answer process is left, nor the spec file."""
+    import tempfile
+
+    from convscope.web import Explorer
+    from convscope.web.pool import AnswerPool
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the pool writes its spec file
+    pool = AnswerPool(Explorer.from_name("lenet5"), 2)
+    time.sleep(after_s)
+    done = threading.Event()
+    closer = threading.Thread(target=lambda: (pool.close(), done.set()), daemon=True)
+    closer.start()
+    assert done.wait(60), "AnswerPool.close() did not return"
+    deadline = time.monotonic() + 10
+    while _answer_processes_of_this_process() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _answer_processes_of_this_process() == []
+    time.sleep(0.5)  # the start thread sees the pool closed and removes its spec file
+    assert list(tmp_path.glob("convscope-answer-*")) == []

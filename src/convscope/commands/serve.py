@@ -85,7 +85,7 @@ def _start_and_serve(args: argparse.Namespace, stop: "Stopping") -> int:
     try:
         if args.workers > 1:
             return _serve_workers(args, sock, token)
-        from convscope.web.inference import Explorer
+        from convscope.web import Explorer  # the pinned name (web/engine.py or web/inference.py)
 
         explorer = Explorer.from_run(args.run) if args.model is None else Explorer.from_name(args.model)
         stop.quiet()  # from here the answer processes start: a signal is noted, then acted on
