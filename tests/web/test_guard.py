@@ -182,3 +182,13 @@ def test_the_explorer_behind_the_guard_writes_nothing_for_a_cross_site_page(tmp_
         status = c.get("/api/train/status").json()
     assert status["state"] == "idle"
     assert not (tmp_path / "runs").exists() and not (tmp_path / "stolen").exists()
+
+
+def test_a_wildcard_bind_answers_to_this_machines_own_name_but_not_to_a_rebinding_name():
+    import socket
+
+    app = _app(host="0.0.0.0", token=TOKEN)
+    auth = {"Authorization": f"token {TOKEN}"}
+    own = socket.gethostname()
+    assert _client(app, f"http://{own}:8000").get("/api/health", headers=auth).status_code == 200
+    assert _client(app, "http://rebound.evil.example:8000").get("/api/health", headers=auth).status_code == 421

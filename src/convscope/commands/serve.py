@@ -6,6 +6,7 @@ import contextlib
 import os
 import secrets
 import signal
+import socket
 import sys
 import threading
 from typing import Any, Iterator
@@ -28,6 +29,13 @@ HTML/CSS/JS, so it works offline.
 
 API: GET /api/health, /api/model, /api/layer, /api/weights, /api/samples;
 POST /api/predict (see docs/explorer.md).
+
+Only this server's own page may drive it: requests naming another host (DNS
+rebinding) and changes sent from another site are refused. With --host other
+than a loopback address (0.0.0.0: a classroom) every request needs a token,
+printed in the URL to open (as Jupyter does); scripts send
+'Authorization: token ...'. SIGTERM or Ctrl-C ends it within seconds, with
+its answer processes and a Train-tab training (saved, resumable).
 """
 DEFAULT_RUN = "runs/demo"
 
@@ -40,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="serve a zoo network with random weights (`convscope models` lists them), "
                             "or torchvision:NAME with torchvision's pretrained weights")
     parser.add_argument("--host", default="127.0.0.1",
-                        help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 shares it)")
+                        help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 shares it, "
+                             "then every request needs the token printed in the URL)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0 picks a free one)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for inference (default 1: fastest for one small image, "
@@ -190,6 +199,8 @@ def _print_address(args: argparse.Namespace, app: Any, sock: Any, token: str | N
         print(f"  open http://{host}:{port}   (Ctrl+C to stop)", flush=True)
         return
     print(f"  open http://{host}:{port}/?token={token}   (Ctrl+C to stop)")
+    if args.host in ("0.0.0.0", "::"):  # the guard answers to this machine's own name too
+        print(f"  from another machine: http://{socket.gethostname()}:{port}/?token={token}")
     print(f"  this server listens on {args.host}, beyond this machine: every request needs this token "
           "(the link sets it in the browser; scripts send 'Authorization: token ...')", flush=True)
 
