@@ -22,7 +22,7 @@ def client(finished_run):
 
     from convscope.web import create_app
 
-    with TestClient(create_app(finished_run)) as c:
+    with TestClient(create_app(finished_run), base_url="http://127.0.0.1") as c:
         yield c
 
 

@@ -23,7 +23,7 @@ def _client(run_dir, steps=8):
     if run_dir:  # the jobs of this snapshot (units_routes keeps one Jobs per network shown)
         app.state.units_jobs = (snap, cache.Jobs(lambda: load_target(str(run_dir)), Path(run_dir), steps=steps))
     app.include_router(router)
-    return TestClient(app)
+    return TestClient(app, base_url="http://127.0.0.1")
 
 
 def _wait(client, layer, channel, timeout=120):
@@ -108,7 +108,7 @@ def test_units_follow_the_network_the_explorer_shows(lenet_run, tmp_path):
     app = FastAPI()
     app.state.explorer = SimpleNamespace(snapshot=SimpleNamespace(run_dir=str(lenet_run)))
     app.include_router(router)
-    client = TestClient(app)
+    client = TestClient(app, base_url="http://127.0.0.1")
     assert client.get("/api/units/layers").status_code == 200
     app.state.explorer = SimpleNamespace(snapshot=SimpleNamespace(run_dir=None))  # a zoo network swapped in
     assert client.get("/api/units/layers").status_code == 409

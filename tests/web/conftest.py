@@ -41,7 +41,7 @@ def client(random_explorer):
 
     from convscope.web import create_app
 
-    with TestClient(create_app(explorer=random_explorer)) as c:
+    with TestClient(create_app(explorer=random_explorer), base_url="http://127.0.0.1") as c:
         yield c
 
 
@@ -56,5 +56,5 @@ def trained_client(trained_dir):
 
     from convscope.web import create_app
 
-    with TestClient(create_app(trained_dir)) as c:
+    with TestClient(create_app(trained_dir), base_url="http://127.0.0.1") as c:
         yield c

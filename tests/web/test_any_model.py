@@ -108,7 +108,7 @@ def test_a_big_network_answers_with_a_first_screen_under_1mb(explorers):
     from convscope.web import create_app
 
     e = explorers("resnet18")
-    with TestClient(create_app(explorer=e)) as c:
+    with TestClient(create_app(explorer=e), base_url="http://127.0.0.1") as c:
         health = c.get("/api/health").json()
         assert health["random_weights"] is True
         info = c.get("/api/model").json()
@@ -145,7 +145,7 @@ def test_weights_of_one_unit(explorers):
 
     e = explorers("resnet18")
     m = e.model
-    with TestClient(create_app(explorer=e)) as c:
+    with TestClient(create_app(explorer=e), base_url="http://127.0.0.1") as c:
         w = c.get("/api/weights", params={"name": "layer1.0.conv1", "unit": 5}).json()
         np.testing.assert_allclose(w["weight"], m.layer1[0].conv1.weight[5].detach().numpy(), rtol=1e-6)
         fc = c.get("/api/weights", params={"name": "fc", "unit": 7}).json()
@@ -179,7 +179,7 @@ def test_gradcam_for_the_first_and_second_guess_is_the_saliency_modules(explorer
     from convscope.web import create_app
 
     e = explorers("convnet_small")
-    with TestClient(create_app(explorer=e)) as c:
+    with TestClient(create_app(explorer=e), base_url="http://127.0.0.1") as c:
         img = np.random.default_rng(2).random((32, 32)).astype(np.float32)
         body = c.post("/api/predict", json={"image": img.tolist(), "preprocess": False}).json()
         for rank in (0, 1):
@@ -255,7 +255,7 @@ def test_a_model_fx_cannot_trace_is_shown_as_its_chain_and_says_so():
     info = e.describe()
     assert info["graph"] == "chain" and "torch.fx could not trace" in info["graph_note"]
     assert [layer["name"] for layer in info["layers"]] == ["input", "conv", "pool", "fc"]
-    with TestClient(create_app(explorer=e)) as c:
+    with TestClient(create_app(explorer=e), base_url="http://127.0.0.1") as c:
         img = np.random.default_rng(0).random((28, 28))
         body = c.post("/api/predict", json={"image": img.tolist()}).json()
     x = e.snapshot.prepare(img.astype(np.float32))[0]

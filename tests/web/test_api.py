@@ -172,7 +172,7 @@ def test_labels_come_from_the_run_config():
     names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
     cfg = {"model": {"name": "lenet5"}, "dataset": "fashion-mnist", "classes": names, "input_size": [1, 28, 28],
            "normalization": {"mean": [0.286], "std": [0.353]}, "preprocessing": {"kind": "resize"}}
-    with TestClient(create_app(explorer=Explorer(create_model("lenet5"), cfg))) as c:
+    with TestClient(create_app(explorer=Explorer(create_model("lenet5"), cfg)), base_url="http://127.0.0.1") as c:
         assert c.get("/api/model").json()["preprocessing"]["kind"] == "resize"
         body = c.post("/api/predict", json={"image": _digit().tolist(), "preprocess": False}).json()
     assert body["top"][0]["label"] == names[int(np.argmax(body["probabilities"]))]
@@ -266,7 +266,7 @@ def test_optional_parts_are_mounted_when_present(tmp_path, monkeypatch, random_e
     (tmp_path / "units.js").write_text("// units")
     (tmp_path / "index.html").write_text((web_app.STATIC / "index.html").read_text())
     monkeypatch.setattr(web_app, "STATIC", tmp_path)
-    with TestClient(web_app.create_app(explorer=random_explorer)) as c:
+    with TestClient(web_app.create_app(explorer=random_explorer), base_url="http://127.0.0.1") as c:
         assert c.get("/api/units/ping").json() == {"model": "lenet5"}
         assert '<script src="/static/units.js"></script>' in c.get("/").text
         assert "train.js" not in c.get("/").text

@@ -35,7 +35,7 @@ def client(run):
 
     from convscope.web import create_app
 
-    with TestClient(create_app(run)) as c:
+    with TestClient(create_app(run), base_url="http://127.0.0.1") as c:
         yield c
 
 

@@ -26,7 +26,7 @@ def test_samples_come_from_the_test_split_and_wrong_ones_are_wrong(tmp_path):
     config = {"model": {"name": "lenet5", "kwargs": {}}, "dataset": "mnist", "classes": ds.classes,
               "input_size": [1, 28, 28], "normalization": ds.normalization(), "preprocessing": ds.preprocessing()}
     run = save_run(tmp_path / "run", model, config)
-    with TestClient(create_app(run)) as c:
+    with TestClient(create_app(run), base_url="http://127.0.0.1") as c:
         page = c.get("/api/samples", params={"limit": 5}).json()
         assert page["total"] == len(ds.test)
         for s in page["samples"]:
@@ -53,7 +53,7 @@ def test_a_model_without_a_run_has_no_samples_and_says_why():
 
     from convscope.web import create_app
 
-    with TestClient(create_app(model="lenet5")) as c:
+    with TestClient(create_app(model="lenet5"), base_url="http://127.0.0.1") as c:
         r = c.get("/api/samples")
         assert r.status_code == 404 and "upload" in r.json()["detail"]
         assert c.get("/api/health").json()["random_weights"] is True

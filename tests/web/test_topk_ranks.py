@@ -72,7 +72,7 @@ def fixed_client():
 
     from convscope.web import Explorer, create_app
 
-    with TestClient(create_app(explorer=Explorer(fixed_logits_lenet(), config()))) as c:
+    with TestClient(create_app(explorer=Explorer(fixed_logits_lenet(), config())), base_url="http://127.0.0.1") as c:
         yield c
 
 

@@ -41,7 +41,7 @@ def _wait(trainer, states, timeout=120.0):
 @pytest.fixture
 def client(tmp_path):
     app = _app(tmp_path)
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://127.0.0.1") as c:
         yield c, app
     trainer = getattr(app.state, "trainer", None)
     if trainer is not None:
@@ -242,7 +242,7 @@ def test_a_crash_in_the_worker_reaches_the_page(client, tmp_path):
 def test_a_finished_run_without_an_explorer_to_open_it_says_so(tmp_path):
     app = _app(tmp_path)
     del app.state.open_run
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://127.0.0.1") as c:
         r = c.post("/api/train/start", json={"model": "lenet5", "data": "synthetic", "epochs": 1, "out": "solo"})
         assert r.status_code == 202, r.text
         trainer = app.state.trainer
@@ -255,7 +255,7 @@ def test_a_finished_run_without_an_explorer_to_open_it_says_so(tmp_path):
 def test_server_shutdown_stops_the_training_resumably(tmp_path):
     app = _app(tmp_path)
     out = tmp_path / "runs" / "bye"
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://127.0.0.1") as c:
         assert c.post("/api/train/start", json={"model": "lenet5", "data": "synthetic", "epochs": 3,
                                                 "out": "bye", "pace_ms": 50}).status_code == 202
         trainer = app.state.trainer

@@ -2,7 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import secrets
+import signal
+import socket
+import sys
+import threading
+from typing import Any, Iterator
 
 from convscope.errors import UserError
 
@@ -22,6 +29,13 @@ HTML/CSS/JS, so it works offline.
 
 API: GET /api/health, /api/model, /api/layer, /api/weights, /api/samples;
 POST /api/predict (see docs/explorer.md).
+
+Only this server's own page may drive it: requests naming another host (DNS
+rebinding) and changes sent from another site are refused. With --host other
+than a loopback address (0.0.0.0: a classroom) every request needs a token,
+printed in the URL to open (as Jupyter does); scripts send
+'Authorization: token ...'. SIGTERM or Ctrl-C ends it within seconds, with
+its answer processes and a Train-tab training (saved, resumable).
 """
 DEFAULT_RUN = "runs/demo"
 
@@ -34,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="serve a zoo network with random weights (`convscope models` lists them), "
                             "or torchvision:NAME with torchvision's pretrained weights")
     parser.add_argument("--host", default="127.0.0.1",
-                        help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 shares it)")
+                        help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 shares it, "
+                             "then every request needs the token printed in the URL)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0 picks a free one)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for inference (default 1: fastest for one small image, "
@@ -53,44 +68,194 @@ def run(args: argparse.Namespace) -> int:
     if args.threads < 1 or args.workers < 1:
         which = "--threads" if args.threads < 1 else "--workers"
         raise UserError(f"{which} must be 1 or more, got {min(args.threads, args.workers)}")
+    if args.model is None and args.run is None:
+        args.run = DEFAULT_RUN
+    with stopping() as stop:
+        code = _start_and_serve(args, stop)
+    if stop.signal is not None:
+        exit_now(code)
+    return code
+
+
+def _start_and_serve(args: argparse.Namespace, stop: "Stopping") -> int:
+    # Until the answer processes may start, a stop signal simply ends this process (the
+    # kernel's default action, immediate even inside an import, where an exception raised by
+    # a Python handler may be swallowed): nothing else is running yet. The slow parts (the
+    # imports, loading the network) happen here.
+    stop.plain()
     processes = _answer_processes(args.answer_processes, args.workers)
+    _preload()
+    from convscope.web.guard import is_loopback
+    from convscope.web.live import bind_socket
+
+    # off this machine every route needs a token, printed in the URL (as Jupyter does)
+    token = None if is_loopback(args.host) else secrets.token_urlsafe(24)
+    sock = bind_socket(args.host, args.port)  # first: a busy port is one line, before any process starts
+    try:
+        if args.workers > 1:
+            return _serve_workers(args, sock, token)
+        from convscope.web import Explorer  # the pinned name (web/engine.py or web/inference.py)
+
+        explorer = Explorer.from_run(args.run) if args.model is None else Explorer.from_name(args.model)
+        stop.quiet()  # from here the answer processes start: a signal is noted, then acted on
+        return _serve(args, sock, token, processes, explorer, stop)
+    finally:
+        sock.close()
+
+
+def _preload() -> None:
+    """Import what create_app and uvicorn will (torch, FastAPI, the optional routers)."""
+    import importlib
+
+    import uvicorn  # noqa: F401 - imported for its time, here
+
+    from convscope.web import app
+
+    for name in getattr(app, "OPTIONAL_ROUTERS", ()):
+        with contextlib.suppress(ModuleNotFoundError):
+            importlib.import_module(name)
+
+
+def _code(stop: "Stopping") -> int:
+    return 130 if stop.signal == signal.SIGINT else 0  # Ctrl-C: the shell's 128 + 2
+
+
+def exit_now(code: int) -> None:
+    """End this process after a stop signal: atexit's work (multiprocessing's clean-up of its
+    semaphores and queues), then out, without the interpreter's teardown of torch's modules
+    (2 s on a busy 2-core machine, of the 5 s a stop may take). Nothing is left to tear down."""
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
+def _serve(args: argparse.Namespace, sock: Any, token: str | None, processes: int, explorer: Any,
+           stop: "Stopping") -> int:
+    """One server process: the app, its answer processes, uvicorn; everything they started
+    ends with it (app_ended) however it is asked to stop."""
     import torch
     import uvicorn
 
     from convscope.web import create_app
-    from convscope.web.live import bind_socket
+    from convscope.web.live import StoppingServer, server_settings
 
     torch.set_num_threads(args.threads)
-    if args.model is None and args.run is None:
-        args.run = DEFAULT_RUN
-    app = (create_app(args.run, processes=processes) if args.model is None
-           else create_app(model=args.model, processes=processes))
-    sock = bind_socket(args.host, args.port)  # bound before printing, so the address is true
+    app = None
+    try:
+        app = create_app(explorer=explorer, processes=processes, host=args.host, token=token)
+        if stop.signal is None:  # else it came while the app started: end now
+            _print_address(args, app, sock, token)
+            server = StoppingServer(uvicorn.Config(app, **_common(), **server_settings()), lambda: app_ended(app),
+                                    pending=lambda: stop.signal)
+            server.run(sockets=[sock])
+            stop.signal = stop.signal or server.signal
+    finally:
+        stop.quiet()
+        if app is not None:
+            app_ended(app)
+    return _code(stop)
+
+
+def _serve_workers(args: argparse.Namespace, sock: Any, token: str | None) -> int:
+    """Several server processes share the socket; each loads the run itself (the copy loaded
+    here only checks it, before anything is printed)."""
+    import uvicorn
+
+    from convscope.web import create_app
+    from convscope.web.live import Supervisor, server_settings
+
+    app = (create_app(args.run, processes=0, host=args.host, token=token) if args.model is None
+           else create_app(model=args.model, processes=0, host=args.host, token=token))
+    _print_address(args, app, sock, token)
+    del app
+    os.environ.update(CONVSCOPE_RUN=str(args.run or ""), CONVSCOPE_MODEL=str(args.model or ""),
+                      CONVSCOPE_THREADS=str(args.threads), CONVSCOPE_HOST=args.host,
+                      CONVSCOPE_TOKEN=token or "")
+    config = uvicorn.Config("convscope.web.app:app_from_env", factory=True, workers=args.workers,
+                            **_common(), **server_settings())
+    Supervisor(config, sockets=[sock]).run()
+    return 0
+
+
+def _common() -> dict[str, Any]:
+    # 2 s for answers in flight; the Train tab's event stream never ends by itself, so it is cut then
+    return dict(log_level="warning", access_log=False, timeout_graceful_shutdown=2, log_config=_log_config())
+
+
+def _print_address(args: argparse.Namespace, app: Any, sock: Any, token: str | None) -> None:
     port = sock.getsockname()[1]
     explorer = app.state.explorer
-    host = "127.0.0.1" if args.host in ("0.0.0.0", "localhost") else args.host
+    host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "localhost") else args.host
+    host = f"[{host}]" if ":" in host else host
     if args.model is None:
         print(f"convscope explorer: {explorer.name} from {args.run} ({explorer.config.get('dataset')})")
     else:
         print(f"convscope explorer: {explorer.origin}")
-    print(f"  open http://{host}:{port}   (Ctrl+C to stop)", flush=True)
-    common = dict(log_level="warning", access_log=False, timeout_graceful_shutdown=2, log_config=_log_config())
-    if args.workers == 1:
-        try:
-            uvicorn.Server(uvicorn.Config(app, **common)).run(sockets=[sock])
-        finally:  # Ctrl-C, or uvicorn ending: the answer processes go with it, now
-            if app.state.pool is not None:
-                app.state.pool.close()
-        return 0
-    # Several processes share the socket; each loads the run itself (the copy loaded
-    # above only checked it, before anything was printed).
-    from uvicorn.supervisors import Multiprocess
+    if token is None:
+        print(f"  open http://{host}:{port}   (Ctrl+C to stop)", flush=True)
+        return
+    print(f"  open http://{host}:{port}/?token={token}   (Ctrl+C to stop)")
+    if args.host in ("0.0.0.0", "::"):  # the guard answers to this machine's own name too
+        print(f"  from another machine: http://{socket.gethostname()}:{port}/?token={token}")
+    print(f"  this server listens on {args.host}, beyond this machine: every request needs this token "
+          "(the link sets it in the browser; scripts send 'Authorization: token ...')", flush=True)
 
-    os.environ.update(CONVSCOPE_RUN=str(args.run or ""), CONVSCOPE_MODEL=str(args.model or ""),
-                      CONVSCOPE_THREADS=str(args.threads))
-    config = uvicorn.Config("convscope.web.app:app_from_env", factory=True, workers=args.workers, **common)
-    Multiprocess(config, sockets=[sock]).run()
-    return 0
+
+def app_ended(app: Any) -> None:
+    """End what the app started: its answer processes, a Train-tab training (saved,
+    resumable). Safe to call more than once, from any thread."""
+    pool = getattr(app.state, "pool", None)
+    if pool is not None:
+        pool.close()
+    trainer = getattr(app.state, "trainer", None)
+    if trainer is not None:
+        trainer.shutdown()
+
+
+# ---- stopping: SIGTERM or Ctrl-C at any moment --------------------------------------------
+
+class Stopping:
+    """How this process takes SIGTERM and SIGINT while `convscope serve` starts and ends:
+    `plain()`: the default actions (nothing started yet: the process just ends); `quiet()`:
+    noted in `signal`, while the answer processes start (serve then ends at once) and while
+    everything ends. uvicorn's StoppingServer takes them over while it serves, and stops at
+    once for one noted before. `stopping()` restores the handlers as they were."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    def _note(self, sig: int, frame: Any) -> None:
+        self.signal = self.signal or sig
+
+    def plain(self) -> None:
+        self._set(signal.SIG_DFL)
+
+    def quiet(self) -> None:
+        self._set(self._note)
+
+    def _set(self, handler: Any) -> None:
+        if threading.current_thread() is threading.main_thread():  # only it may set them
+            for sig in STOP_SIGNALS:
+                signal.signal(sig, handler)
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def stopping() -> Iterator[Stopping]:
+    """A Stopping; the signal handlers as they were afterwards."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS} if main else {}
+    try:
+        yield Stopping()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _answer_processes(value: str, workers: int) -> int:

@@ -38,6 +38,7 @@ from convscope.web.answer import Answer
 from convscope.web.batching import Batcher, Overloaded
 from convscope.web.decode import MAX_BODY_BYTES, InputError, parse_body
 from convscope.web.engine import Explorer
+from convscope.web.guard import add_guard
 
 STATIC = Path(__file__).parent / "static"
 MAX_DETAIL = 300  # characters of an error message: a caller's 100 KB layer name does not come back whole
@@ -247,17 +248,8 @@ def create_app(run_dir: str | Path | None = None, *, explorer: Explorer | None =
                             status_code=404)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    _guard(app, host=host, token=token)
+    add_guard(app, host=host, token=token)  # Host, Origin, JSON bodies, the token: web/guard.py
     return app
-
-
-def _guard(app: FastAPI, *, host: str, token: str | None) -> None:
-    """Refuse what a hostile page could send (web/guard.py: Host, Origin, JSON bodies, the token)."""
-    try:
-        from convscope.web.guard import add_guard
-    except ModuleNotFoundError:  # TEMPORARY until web/guard.py lands
-        return
-    add_guard(app, host=host, token=token)
 
 
 def predict_batcher(engine: Explorer, *, max_batch: int = 32, max_wait_s: float = 0.002,

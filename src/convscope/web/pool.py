@@ -20,7 +20,6 @@ answered in the server process while a fresh pool starts.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import signal
 import threading
@@ -34,6 +33,7 @@ import torch
 
 from convscope.web.answer import Answer
 from convscope.web.decode import InputError
+from convscope.web.spawn import STOP_SIGNALS, SpawnContext, spec_file, stop_executor
 
 log = logging.getLogger("convscope.web.pool")
 ANSWER_TIMEOUT_S = 60.0
@@ -66,17 +66,24 @@ def worker_spec(snap: Any) -> dict[str, Any] | None:
 
 
 def _watch_parent(parent: int) -> None:
-    """End this answer process soon after the server process is gone (killed, crashed):
-    nobody is left to ask it anything."""
+    """End this answer process soon after the server process is gone (SIGKILLed, crashed):
+    nobody is left to ask it anything. (Not PR_SET_PDEATHSIG: it fires when the *thread*
+    that started the process ends, and the pool's start thread ends at once.)"""
     while os.getppid() == parent:
-        time.sleep(0.5)
+        time.sleep(0.2)
     os._exit(0)
 
 
 def _init(spec: dict[str, Any]) -> None:
-    """An answer process: Ctrl-C is the server's to handle; build the explorer once."""
+    """An answer process: Ctrl-C and SIGTERM are the server's to handle; build the explorer once."""
     global _worker
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The server ends this process itself (SIGKILL, see _stop) once it has stopped using it;
+    # a Ctrl-C to the terminal's process group must not kill it mid-batch or print a
+    # KeyboardInterrupt. Both signals were blocked since the spawn (AnswerPool._launch):
+    # ignored now, a pending one is dropped when they are unblocked.
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     threading.Thread(target=_watch_parent, args=(os.getppid(),), name="convscope-watch-parent", daemon=True).start()
     from safetensors.torch import load
 
@@ -88,6 +95,15 @@ def _init(spec: dict[str, Any]) -> None:
     model.load_state_dict(load(spec["weights"]))
     _worker = Explorer(model, spec["config"], run_dir=spec["run_dir"], random_weights=spec["random_weights"],
                        origin=spec["origin"], version=spec["version"])
+
+
+def _init_from_file(path: str) -> None:
+    """_init with the spec _boot wrote to `path` (see web/spawn.py's spec_file)."""
+    import pickle
+
+    with open(path, "rb") as f:
+        spec = pickle.load(f)
+    _init(spec)
 
 
 def _ready() -> int:
@@ -144,7 +160,8 @@ class AnswerPool:
         try:
             results = executor.submit(_answer, bodies, ids).result(timeout=ANSWER_TIMEOUT_S)
         except (BrokenProcessPool, RuntimeError, TimeoutError) as exc:  # a process died or hung
-            log.warning("an answer process failed (%s); starting new ones", type(exc).__name__)
+            if not self._closed:  # else close() ended it: the server is stopping
+                log.warning("an answer process failed (%s); starting new ones", type(exc).__name__)
             self._retire(executor)
             self._start()
             return None
@@ -159,7 +176,9 @@ class AnswerPool:
         return out
 
     def close(self) -> None:
-        """Stop the answer processes now (also one still starting): the server is ending."""
+        """End the answer processes now, also those still being launched, and reap them: the
+        server is ending. Safe from any thread, at any moment, more than once; no pool starts
+        after it."""
         with self._lock:
             self._closed = True
             executors, self._executor, self._booting = [self._executor, self._booting], None, None
@@ -186,11 +205,16 @@ class AnswerPool:
                 with self._lock:
                     self._unable, self._starting = model, False
                 return
-            executor = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
-                                           initializer=_init, initargs=(spec,))
-            with self._lock:
-                self._booting = executor  # close() stops it even before it is ready
-            pids = {f.result(timeout=300) for f in [executor.submit(_ready) for _ in range(self.processes)]}
+            with spec_file(spec) as path:
+                executor = ProcessPoolExecutor(self.processes, mp_context=SpawnContext(),
+                                               initializer=_init_from_file, initargs=(path,))
+                with self._lock:
+                    closed = self._closed
+                    if not closed:
+                        self._booting = executor  # close() stops it even before it is ready
+                if closed:  # closed while the spec was made: launch nothing
+                    raise RuntimeError("the pool was closed")
+                pids = self._launch(executor)  # each has read the file
             log.info("%d answer process(es) ready: %s", len(pids), sorted(pids))
         except Exception as exc:  # noqa: BLE001 - the server keeps answering in-process
             if not self._closed:
@@ -213,6 +237,27 @@ class AnswerPool:
         elif model is not self.explorer.snapshot:  # swapped while starting: start again
             self._start()
 
+    def _launch(self, executor: ProcessPoolExecutor) -> set[int]:
+        """Start the processes and wait until each has run _init: their pids.
+
+        They are started with SIGINT and SIGTERM blocked in this thread: the new processes
+        inherit the mask, so a Ctrl-C to the process group while they import torch cannot
+        print their tracebacks; _init unblocks them (ignored)."""
+        deadline = time.monotonic() + 300
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            futures = [executor.submit(_ready) for _ in range(self.processes)]
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        pids: set[int] = set()
+        while True:
+            pids |= {f.result(timeout=max(0.0, deadline - time.monotonic())) for f in futures}
+            if len(pids) >= self.processes or self._closed:
+                return pids
+            # a process that was ready first answered twice; ask again until every one has
+            time.sleep(0.05)
+            futures = [executor.submit(_ready) for _ in range(self.processes)]
+
     def _retire(self, executor: ProcessPoolExecutor) -> None:
         with self._lock:
             if self._executor is executor:
@@ -221,9 +266,6 @@ class AnswerPool:
 
 
 def _stop(executor: ProcessPoolExecutor) -> None:
-    """Shut a pool down without waiting, and end its processes now: one busy (or still
-    importing torch) would otherwise hold the server's exit until it is done."""
-    executor.shutdown(wait=False, cancel_futures=True)
-    for proc in list((getattr(executor, "_processes", None) or {}).values()):  # no public way before 3.14
-        if proc.is_alive():
-            proc.terminate()
+    """End a pool's processes now, also one still being launched, and reap them (web/spawn.py:
+    never executor.shutdown() on this thread, which waited for good during a launch)."""
+    stop_executor(executor)
