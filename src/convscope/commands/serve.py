@@ -56,6 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "see docs/benchmarks.md)")
     parser.add_argument("--workers", type=int, default=1,
                         help="server processes, each with its own copy of the model (default 1)")
+    parser.add_argument("--train-folder", action="append", default=[], metavar="DIR",
+                        help="a folder of your own images (one subfolder per class) the Train tab may train "
+                             "on as folder:DIR (repeatable; no other folder can be named from the page)")
     parser.add_argument("--answer-processes", default="auto", metavar="N|auto",
                         help="processes that compute batches of /api/predict answers for the one server "
                              "process (default auto: one per core, at most 4, none on one core; 0: the server "
@@ -70,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{which} must be 1 or more, got {min(args.threads, args.workers)}")
     if args.model is None and args.run is None:
         args.run = DEFAULT_RUN
+    args.train_folder = _train_folders(args)  # checked before anything starts
     with stopping() as stop:
         code = _start_and_serve(args, stop)
     if stop.signal is not None:
@@ -146,7 +150,8 @@ def _serve(args: argparse.Namespace, sock: Any, token: str | None, processes: in
     torch.set_num_threads(args.threads)
     app = None
     try:
-        app = create_app(explorer=explorer, processes=processes, host=args.host, token=token)
+        app = create_app(explorer=explorer, processes=processes, host=args.host, token=token,
+                         train_folders=args.train_folder)
         if stop.signal is None:  # else it came while the app started: end now
             _print_address(args, app, sock, token)
             server = StoppingServer(uvicorn.Config(app, **_common(), **server_settings()), lambda: app_ended(app),
@@ -168,13 +173,14 @@ def _serve_workers(args: argparse.Namespace, sock: Any, token: str | None) -> in
     from convscope.web import create_app
     from convscope.web.live import Supervisor, server_settings
 
-    app = (create_app(args.run, processes=0, host=args.host, token=token) if args.model is None
-           else create_app(model=args.model, processes=0, host=args.host, token=token))
+    folders = args.train_folder
+    app = (create_app(args.run, processes=0, host=args.host, token=token, train_folders=folders) if args.model is None
+           else create_app(model=args.model, processes=0, host=args.host, token=token, train_folders=folders))
     _print_address(args, app, sock, token)
     del app
     os.environ.update(CONVSCOPE_RUN=str(args.run or ""), CONVSCOPE_MODEL=str(args.model or ""),
                       CONVSCOPE_THREADS=str(args.threads), CONVSCOPE_HOST=args.host,
-                      CONVSCOPE_TOKEN=token or "")
+                      CONVSCOPE_TOKEN=token or "", CONVSCOPE_TRAIN_FOLDERS=os.pathsep.join(folders))
     config = uvicorn.Config("convscope.web.app:app_from_env", factory=True, workers=args.workers,
                             **_common(), **server_settings())
     Supervisor(config, sockets=[sock]).run()
@@ -184,6 +190,19 @@ def _serve_workers(args: argparse.Namespace, sock: Any, token: str | None) -> in
 def _common() -> dict[str, Any]:
     # 2 s for answers in flight; the Train tab's event stream never ends by itself, so it is cut then
     return dict(log_level="warning", access_log=False, timeout_graceful_shutdown=2, log_config=_log_config())
+
+
+def _train_folders(args: argparse.Namespace) -> list[str]:
+    """--train-folder values, each an existing folder (else one line, exit 2)."""
+    from pathlib import Path
+
+    out = []
+    for text in args.train_folder:
+        path = Path(text).expanduser()
+        if not path.is_dir():
+            raise UserError(f"--train-folder {text[:80]} is not a folder; name a folder of class subfolders")
+        out.append(str(path.resolve()))
+    return out
 
 
 def _print_address(args: argparse.Namespace, app: Any, sock: Any, token: str | None) -> None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -132,7 +132,8 @@ def _int(request: Request, key: str, default: int | None) -> int | None:
 
 def create_app(run_dir: str | Path | None = None, *, explorer: Explorer | None = None,
                model: str | None = None, max_batch: int = 32, max_wait_s: float = 0.002,
-               processes: int = 0, host: str = "127.0.0.1", token: str | None = None) -> FastAPI:
+               processes: int = 0, host: str = "127.0.0.1", token: str | None = None,
+               runs_root: str | Path | None = None, train_folders: Sequence[str | Path] = ()) -> FastAPI:
     """The explorer app for a run folder, a model name ("resnet18", "torchvision:resnet18")
     or an already built engine (web/engine.py).
 
@@ -141,7 +142,9 @@ def create_app(run_dir: str | Path | None = None, *, explorer: Explorer | None =
     company. Networks too big to batch (`Snapshot.batched`) are answered alone. `processes`:
     answer processes that compute the batches (web/pool.py; 0: this process computes them).
     `host`: the address the server binds (requests naming another Host are refused);
-    `token`: required on every route when it is given (a non-loopback `host`)."""
+    `token`: required on every route when it is given (a non-loopback `host`). The Train tab
+    writes runs only under `runs_root` (default $CONVSCOPE_RUNS or runs/) and reads `folder:`
+    data only from `train_folders`."""
     if explorer is None:
         if run_dir is None and model is None:
             raise ValueError("create_app needs a run folder, a model name or an Explorer")
@@ -151,6 +154,8 @@ def create_app(run_dir: str | Path | None = None, *, explorer: Explorer | None =
                   openapi_url="/api/openapi.json")
     app.state.explorer = engine
     app.state.open_run = engine.open_run  # the Train tab's finished run (web/training.py)
+    app.state.runs_root = str(runs_root) if runs_root is not None else os.environ.get("CONVSCOPE_RUNS", "runs")
+    app.state.train_folders = [str(Path(f).expanduser().resolve()) for f in train_folders]
     batcher, pool = predict_batcher(engine, max_batch=max_batch, max_wait_s=max_wait_s, processes=processes)
     app.state.batcher, app.state.pool = batcher, pool
     if pool is not None:
@@ -281,7 +286,8 @@ def app_from_env() -> FastAPI:
     import torch
 
     torch.set_num_threads(int(os.environ.get("CONVSCOPE_THREADS", "1")))
-    guard = {"host": os.environ.get("CONVSCOPE_HOST") or "127.0.0.1", "token": os.environ.get("CONVSCOPE_TOKEN") or None}
+    guard = {"host": os.environ.get("CONVSCOPE_HOST") or "127.0.0.1", "token": os.environ.get("CONVSCOPE_TOKEN") or None,
+             "train_folders": [f for f in os.environ.get("CONVSCOPE_TRAIN_FOLDERS", "").split(os.pathsep) if f]}
     if os.environ.get("CONVSCOPE_MODEL"):
         return create_app(model=os.environ["CONVSCOPE_MODEL"], **guard)
     return create_app(os.environ["CONVSCOPE_RUN"], **guard)
