@@ -1,18 +1,159 @@
 // The in-browser engine: the same interface as engine.js (health, model, predict, layer,
 // weights, samples), answered from the static site's files (model.json, model.onnx,
-// weights.json, samples.json) with ONNX Runtime Web. It computes what the server's
-// Explorer.compute does, step for step, so the page cannot tell the two apart; after the
-// files are loaded no request leaves the page. Loaded only by a site (`convscope site`),
-// before engine.js, which then keeps this engine (`CS.engine = CS.engine || ...`).
+// weights.json, samples.json) with ONNX Runtime Web. It computes what the server's engine
+// answers, step for step, so the page cannot tell the two apart; after the files are loaded
+// no request leaves the page. Loaded only by a site (`convscope site`), before engine.js,
+// which then keeps this engine (`CS.engine = CS.engine || ...`).
+// Its rules on requests (size limits, the texts of refusals and warnings) read the limits
+// the model description sends (model.json: "limits", "digits") and are checked against the
+// server's own texts by tests/parity under Node (module.exports: `rules`).
 "use strict";
 
-(function () {
-  const CS = (window.CS = window.CS || {});
-  if (!window.ort) return;  // onnxruntime-web is missing: engine.js talks to a server instead
+(function (root) {
   const f32 = Math.fround;
   const MAX_PAGE_MAPS = 256;
 
   const fail = (message) => { throw new Error(message); };
+
+  // ---- rules on requests: the server's texts (web/encoding.py, convscope.limits) ----------
+  // Python's f"{v:.0%}": the double v*100 rounded half to even
+  function percent(v) {
+    const x = v * 100, f = Math.floor(x), d = x - f;
+    return `${d > 0.5 || (d === 0.5 && f % 2 !== 0) ? f + 1 : f}%`;
+  }
+  // Python's f"{v:g}": six significant digits, trailing zeros dropped
+  function formatG(v) {
+    if (v === 0) return Object.is(v, -0) ? "-0" : "0";
+    const [mant, e] = v.toExponential(5).split("e");
+    const exp = Number(e);
+    const strip = (t) => (t.includes(".") ? t.replace(/0+$/, "").replace(/\.$/, "") : t);
+    if (exp < -4 || exp >= 6) return `${strip(mant)}e${exp < 0 ? "-" : "+"}${String(Math.abs(exp)).padStart(2, "0")}`;
+    return strip(v.toFixed(Math.max(0, 5 - exp)));
+  }
+  // Python's json.dumps for what a JSON body can hold
+  function pyJSON(v) {
+    if (Array.isArray(v)) return `[${v.map(pyJSON).join(", ")}]`;
+    if (v && typeof v === "object") return `{${Object.entries(v).map(([k, x]) => `${pyJSON(k)}: ${pyJSON(x)}`).join(", ")}}`;
+    if (typeof v === "string") return JSON.stringify(v).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+    return JSON.stringify(v);
+  }
+
+  function checkSides(h, w, limits) {
+    const lo = limits.min_side, hi = limits.max_side;
+    if (Math.min(h, w) < lo || Math.max(h, w) > hi) fail(`the image is ${h}x${w}; send one from ${lo}x${lo} to ${hi}x${hi} pixels (scale it first)`);
+  }
+  // convscope.limits.check_image_size: one pixel limit for every decoder
+  function checkPixels(w, h, limits) {
+    const most = limits.max_pixels;
+    if (w < 1 || h < 1) fail(`the image is ${w}x${h} pixels: an image needs at least one pixel`);
+    if (most && w * h > most) {
+      const side = Math.round(Math.sqrt(most));
+      fail(`the image is ${w}x${h} = ${(w * h / 1e6).toFixed(1)} megapixels; convscope reads images of at most ` +
+        `${(most / 1e6).toFixed(1)} megapixels (${most.toLocaleString("en-US")} pixels, e.g. ${side}x${side}): scale it down first`);
+    }
+  }
+  // a decoded image's size, as encoding.decode_image checks it: drawings (png) both sides, files their pixels
+  function checkDecoded(w, h, limits, { file = false } = {}) {
+    if (!file && Math.max(w, h) > limits.max_side) checkSides(h, w, limits);
+    checkPixels(w, h, limits);
+    if (!file && Math.min(w, h) < limits.min_side) checkSides(h, w, limits);
+  }
+
+  // encoding.image_from_request: the "preprocess" flag and which one image was sent
+  function requestKind(request) {
+    const preprocess = request.preprocess !== undefined ? request.preprocess : true;
+    if (typeof preprocess !== "boolean") fail(`"preprocess" must be true or false, got ${pyJSON(preprocess).slice(0, 40)}`);
+    const kinds = ["image", "png", "file"].filter((k) => request[k] !== undefined);
+    if (kinds.length !== 1) {
+      fail('send exactly one of "image" (a 2-D list of floats in [0, 1]), "png" (a data:image/png;base64,... URL) ' +
+        'or "file" (a data:image/...;base64,... URL)');
+    }
+    return { kind: kinds[0], preprocess };
+  }
+
+  // encoding.image_from_png / image_from_file, up to the bytes: the data URL's shape
+  function checkURL(key, value) {
+    const PNG = "data:image/png;base64,";
+    if (typeof value !== "string") {
+      const t = value === null ? "NoneType" : Array.isArray(value) ? "list" : typeof value === "object" ? "dict"
+        : typeof value === "boolean" ? "bool" : Number.isInteger(value) ? "int" : "float";
+      fail(key === "png" ? `"png" must be a string "${PNG}...", got ${t}` : `"file" must be a string "data:image/...;base64,...", got ${t}`);
+    }
+    if (key === "png" && !value.startsWith(PNG)) fail(`"png" must be a PNG data URL starting with "${PNG}"`);
+    const comma = value.indexOf(",");
+    if (key === "file" && (comma < 0 || !value.startsWith("data:") || !value.slice(0, comma).endsWith(";base64"))) {
+      fail('"file" must be a data URL like "data:image/jpeg;base64,..."');
+    }
+    const body = value.slice(comma + 1);
+    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(body) || body.length % 4 !== 0) fail(`"${key}" is not valid base64 after its data URL prefix`);
+  }
+
+  // encoding.image_from_list: a 2-D list of numbers in [0, 1] -> {gray, h, w}, the same checks in the same order
+  function fromList(rows, limits) {
+    if (!Array.isArray(rows) || !rows.length || !Array.isArray(rows[0])) fail('"image" must be a non-empty 2-D list of rows, like [[0, 0.5], [1, 0]]');
+    const h = rows.length, w = rows[0].length;
+    checkSides(h, w, limits);
+    const depth = (v) => (Array.isArray(v) ? 1 + (v.length ? depth(v[0]) : 0) : 0);
+    const d = depth(rows);
+    if (rows.some((row) => !Array.isArray(row) || row.length !== w || row.some((v) => depth(v) !== d - 2))) {
+      fail('"image" rows must all have the same length and hold only numbers');
+    }
+    if (d !== 2) fail(`"image" must be 2-D (rows of numbers), got ${d} dimension(s)`);
+    const flat = rows.flat();
+    const numeric = flat.every((v) => typeof v === "number" || typeof v === "boolean") && flat.some((v) => typeof v === "number");
+    if (!numeric) fail('"image" must hold only numbers in [0, 1] (no strings, nulls or booleans)');
+    const gray = new Float64Array(h * w);
+    let lo = Infinity, hi = -Infinity;
+    flat.forEach((v, i) => { gray[i] = f32(Number(v)); lo = Math.min(lo, gray[i]); hi = Math.max(hi, gray[i]); });
+    if (!flat.every((v) => Number.isFinite(Number(v)))) fail('"image" holds NaN or infinity; send numbers in [0, 1]');
+    if (lo < 0 || hi > 1) fail(`"image" values must lie in [0, 1] (0 = black, 1 = white ink); got values from ${formatG(lo)} to ${formatG(hi)}`);
+    return { gray, h, w };
+  }
+
+  // web/trust.py tiny_or_flat: a dot or a flat stroke, seen in the raw drawing (h, w) before centring
+  function tinyOrFlat(raw, H, W) {
+    let peak = 0;
+    for (const v of raw) if (v > peak) peak = v;
+    if (peak <= 0) return null;
+    const t = f32(f32(0.3) * f32(peak));  // NumPy: float32 array * Python float stays float32
+    let r0 = H, r1 = -1, c0 = W, c1 = -1;
+    for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) {
+      if (raw[y * W + x] > t) { r0 = Math.min(r0, y); r1 = Math.max(r1, y); c0 = Math.min(c0, x); c1 = Math.max(c1, x); }
+    }
+    const h = r1 - r0 + 1, w = c1 - c0 + 1, side = Math.max(H, W);
+    if (Math.max(h, w) <= 0.12 * side) {
+      return `the drawing is tiny (${h}x${w} of ${H}x${W} pixels): centring blows a dot up into a blob, and the network's answer to a blob means little`;
+    }
+    if (h <= 0.15 * w) return "a flat stroke is not a digit MNIST has (its widest digits are still taller than this)";
+    return null;
+  }
+
+  // web/trust.py warnings: shown (the fed image in [0, 1]), raw (H*W, or null), the answer's probabilities
+  function warnings({ randomWeights, preprocessing, inputSize }, shown, probs, order, raw) {
+    const out = [];
+    const p1 = probs[order[0]], p2 = order.length > 1 ? probs[order[1]] : 0;
+    if (randomWeights) out.push("the network has random weights: its answers mean nothing");
+    const pre = preprocessing || {};
+    if (pre.kind === "digits") {
+      let n = 0;
+      for (const v of shown) if (pre.invert !== true ? v > f32(0.3) : v < f32(0.7)) n++;
+      const ink = n / shown.length;
+      const odd = raw ? tinyOrFlat(raw, inputSize[1], inputSize[2]) : null;
+      if (ink === 0) out.push("the image is blank: there is nothing to recognise");
+      else if (ink < 0.04) out.push(`very little ink (${percent(ink)} of the pixels; MNIST digits cover 10-25%): a dot or a thin stroke is not a digit, whatever the network says`);
+      else if (odd) out.push(odd);
+      else if (ink > 0.45) out.push(`a lot of ink (${percent(ink)} of the pixels; MNIST digits cover 10-25%): this does not look like one digit`);
+    }
+    if (order.length > 1 && p1 - p2 < 0.2) out.push(`the first two guesses are close (${percent(p1)} and ${percent(p2)})`);
+    return out;
+  }
+
+  const rules = { percent, formatG, pyJSON, checkSides, checkPixels, checkDecoded, requestKind, checkURL, fromList, tinyOrFlat, warnings };
+  if (typeof module !== "undefined" && module.exports) { module.exports = rules; return; }
+  const CS = (root.CS = root.CS || {});
+  if (!root.ort) return;  // onnxruntime-web is missing: engine.js talks to a server instead
+  const ort = root.ort;
+
   async function getJSON(url) {
     const res = await fetch(url);
     if (!res.ok) fail(`${url}: ${res.status} ${res.statusText}`);
@@ -27,6 +168,7 @@
       ort.env.wasm.wasmPaths = { mjs: here("ort-wasm-simd-threaded.js"), wasm: here("ort-wasm-simd-threaded.wasm") };
       const [m, weights, samples, wrong] = await Promise.all([getJSON("model.json"), getJSON("weights.json"),
         getJSON("samples.json"), getJSON("samples_wrong.json")]);
+      for (const key of ["limits", "digits", "version"]) if (m.description[key] === undefined) fail(`model.json has no "${key}": build the site again with this convscope`);
       const cam = m.description.site.gradcam || {};
       // both graphs are fetched while the page loads: nothing is requested after that
       const [session, camSession] = await Promise.all([
@@ -39,33 +181,18 @@
 
   // ---- images in ------------------------------------------------------------------------
   // -> {rgba, h, w}: the decoded bytes, for CS.preprocess.prepareRGBA
-  async function decode(url, { file = false } = {}) {
-    if (typeof url !== "string" || !url.startsWith("data:image/")) fail('send a "data:image/...;base64," URL');
+  async function decode(url, limits, { file = false } = {}) {
+    checkURL(file ? "file" : "png", url);
     const img = new Image();
     img.src = url;
     try { await img.decode(); } catch (_) { fail("the image could not be decoded; send a complete PNG, JPEG, WebP, BMP or GIF file"); }
     const w = img.naturalWidth, h = img.naturalHeight;
-    if (!file && (Math.min(h, w) < 8 || Math.max(h, w) > 560)) fail(`the image is ${h}x${w}; send one from 8x8 to 560x560 pixels (scale it first)`);
+    checkDecoded(w, h, limits, { file });
     const c = document.createElement("canvas");
     c.width = w; c.height = h;
     const ctx = c.getContext("2d", { willReadFrequently: true });
     ctx.drawImage(img, 0, 0);
     return { rgba: ctx.getImageData(0, 0, w, h).data, h, w };
-  }
-
-  function fromList(rows) {
-    if (!Array.isArray(rows) || !rows.length || !Array.isArray(rows[0])) fail('"image" must be a non-empty 2-D list of rows');
-    const h = rows.length, w = rows[0].length;
-    if (Math.min(h, w) < 8 || Math.max(h, w) > 560) fail(`the image is ${h}x${w}; send one from 8x8 to 560x560 pixels`);
-    const gray = new Float64Array(h * w);
-    rows.forEach((row, y) => {
-      if (!Array.isArray(row) || row.length !== w) fail('"image" rows must all have the same length');
-      row.forEach((v, x) => {
-        if (typeof v !== "number" || !Number.isFinite(v) || v < 0 || v > 1) fail('"image" values must be numbers in [0, 1]');
-        gray[y * w + x] = f32(v);
-      });
-    });
-    return { gray, h, w };
   }
 
   // ---- what the server sends for a layer (encoding.encode_maps + Explorer.encode) --------------
@@ -120,42 +247,6 @@
     return out;
   }
 
-  // Explorer._tiny_or_flat: a dot or a flat stroke, seen in the raw drawing (h, w) before centring
-  function tinyOrFlat(raw, H, W) {
-    let peak = 0;
-    for (const v of raw) if (v > peak) peak = v;
-    if (peak <= 0) return null;
-    const t = f32(0.3 * peak);
-    let r0 = H, r1 = -1, c0 = W, c1 = -1;
-    for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) {
-      if (raw[y * W + x] > t) { r0 = Math.min(r0, y); r1 = Math.max(r1, y); c0 = Math.min(c0, x); c1 = Math.max(c1, x); }
-    }
-    const h = r1 - r0 + 1, w = c1 - c0 + 1, side = Math.max(H, W);
-    if (Math.max(h, w) <= 0.12 * side) {
-      return `the drawing is tiny (${h}x${w} of ${H}x${W} pixels): centring blows a dot up into a blob, and the network's answer to a blob means little`;
-    }
-    if (h <= 0.15 * w) return "a flat stroke is not a digit MNIST has (its widest digits are still taller than this)";
-    return null;
-  }
-
-  function warnings(s, shown, probs, order, raw) {
-    const out = [], pct = (p) => `${Math.round(p * 100)}%`;
-    const p1 = probs[order[0]], p2 = order.length > 1 ? probs[order[1]] : 0;
-    if (s.desc.random_weights) out.push("the network has random weights: its answers mean nothing");
-    const pre = s.config.preprocessing || {};
-    if (pre.kind === "digits") {
-      let n = 0;
-      for (const v of shown) if (pre.invert !== true ? v > f32(0.3) : v < f32(0.7)) n++;
-      const ink = n / shown.length;
-      if (ink === 0) out.push("the image is blank: there is nothing to recognise");
-      else if (ink < 0.04) out.push(`very little ink (${pct(ink)} of the pixels; MNIST digits cover 10-25%): a dot or a thin stroke is not a digit, whatever the network says`);
-      else if (raw && tinyOrFlat(raw, s.desc.input_size[1], s.desc.input_size[2])) out.push(tinyOrFlat(raw, s.desc.input_size[1], s.desc.input_size[2]));
-      else if (ink > 0.45) out.push(`a lot of ink (${pct(ink)} of the pixels; MNIST digits cover 10-25%): this does not look like one digit`);
-    }
-    if (order.length > 1 && p1 - p2 < 0.2) out.push(`the first two guesses are close (${pct(p1)} and ${pct(p2)})`);
-    return out;
-  }
-
   // ---- Explorer.compute -------------------------------------------------------------------
   // the network's input for a decoded image (rgba) or a 2-D list (gray), as the server prepares it
   function prep(img, cfg, { file = false, preprocess = true } = {}) {
@@ -201,7 +292,9 @@
       top: order.slice(0, 5).map((i) => ({ index: i, label: s.desc.classes[i], probability: probs[i] })),
       input_id: inputId, input, raw: raw ? grid(Float32Array.from(raw), H, W) : null,
       network_min: lo <= hi ? lo : 0, network_max: lo <= hi ? hi : 0,
-      layers, warnings: warnings(s, values.input.data, probs, order, raw),
+      layers, version: s.desc.version,
+      warnings: warnings({ randomWeights: s.desc.random_weights, preprocessing: s.config.preprocessing, inputSize: s.desc.input_size },
+        values.input.data, probs, order, raw),
     };
   }
 
@@ -217,24 +310,20 @@
 
   async function answer(s, request) {
     const cfg = { ...s.config, input_size: s.desc.input_size, normalization: s.desc.normalization };
-    const pre = cfg.preprocessing || {};
-    const digits = pre.kind === "digits" && s.desc.input_size[0] === 1;
+    const digits = s.desc.digits;  // the server's fact: inputs prepared as MNIST digits (a raw downsample beside them)
     if (request && request.sample !== undefined) {
       const item = [...(s.samples.samples || []), ...(s.wrong.samples || [])].find((it) => it.index === request.sample);
       if (!item) fail(`sample ${request.sample} is not in this site (it keeps ${(s.samples.samples || []).length} test images and ${(s.wrong.samples || []).length} misclassified ones)`);
       // the image itself where the thumbnail is smaller (export/site.py)
-      const img = await decode(item.image || item.png, { file: true });
+      const img = await decode(item.image || item.png, s.desc.limits, { file: true });
       const { x, shown } = prep(img, cfg, { file: true, preprocess: false });
       const out = await compute(s, x, shown, null);
       out.sample = { index: item.index, truth: item.truth, label: item.label };
       return out;
     }
-    const preprocess = request.preprocess !== undefined ? request.preprocess : true;
-    if (typeof preprocess !== "boolean") fail('"preprocess" must be true or false');
-    const kinds = ["image", "png", "file"].filter((k) => request[k] !== undefined);
-    if (kinds.length !== 1) fail('send exactly one of "image", "png" or "file"');
-    const file = request.file !== undefined;
-    const img = request.image !== undefined ? fromList(request.image) : await decode(request.png || request.file, { file });
+    const { kind, preprocess } = requestKind(request);
+    const file = kind === "file";
+    const img = kind === "image" ? fromList(request.image, s.desc.limits) : await decode(request[kind], s.desc.limits, { file });
     const { x, shown } = prep(img, cfg, { file, preprocess });
     // the plain downsample beside the fed image (the fed image itself when not preprocessing)
     const raw = digits ? (preprocess ? prep(img, cfg, { file, preprocess: false }).shown : shown) : null;
@@ -259,6 +348,7 @@
     const [id, kept] = keptInput(s, opts.input);
     const enc = encode(info, kept.values[name], { offset, limit, sort });
     enc.input_id = id;
+    enc.version = s.desc.version;
     return enc;
   }
 
@@ -306,7 +396,7 @@
       const v = peak > 0 ? f32(heat[i] / peak) : heat[i];
       q[i] = rint(f32((v < 0 ? 0 : v > 1 ? 1 : v) * 255));
     }
-    return { input_id: id, rank, target, label: s.desc.classes[target], layer: s.desc.site.gradcam.layer,
+    return { input_id: id, version: s.desc.version, rank, target, label: s.desc.classes[target], layer: s.desc.site.gradcam.layer,
       shape: [res.cam.dims[0], res.cam.dims[1]], data: base64(q) };
   }
 
@@ -320,4 +410,4 @@
     kind: "browser", timings: [],
     health, model: async () => (await load()).desc, predict, layer, weights, samples, gradcam, gradcamUnavailable,
   };
-})();
+})(typeof window !== "undefined" ? window : globalThis);
