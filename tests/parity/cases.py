@@ -42,9 +42,9 @@ def _strokes(h: int, w: int, points: list[tuple[float, float]], width: float) ->
 
 
 def _scribble(h: int, w: int) -> np.ndarray:
-    rng = np.random.default_rng(SEED)
-    pts = [tuple(rng.uniform(0.05, 0.95, 2)) for _ in range(40)]
-    return _strokes(h, w, pts, 0.12)
+    """Back and forth across a square until it is nearly all ink (no digit fills its box)."""
+    n = 14
+    return _strokes(h, w, [(0.2 if i % 2 == 0 else 0.8, 0.2 + 0.6 * i / (n - 1)) for i in range(n)], 0.09)
 
 
 def _dot(h: int, w: int) -> np.ndarray:
