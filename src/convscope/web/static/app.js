@@ -272,6 +272,7 @@
     $("model-info").classList.toggle("random", !!model.random_weights);
     $("graph-note").textContent = model.graph_note || "";
     document.body.dataset.modelVersion = String(model.version);
+    document.dispatchEvent(new CustomEvent("cs:model", { detail: model }));  // units.js forgets the old layers
     return model;
   }
 
