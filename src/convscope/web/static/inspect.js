@@ -30,8 +30,15 @@
   }
 
   // What unitmath.js reads: the layers' descriptions and the values this page holds for them.
+  // The fed image comes twice: as an 8-bit map and (small inputs) to 4 decimals; the finer one is read.
   function context() {
-    return { layer: (n) => CS.net.byName[n], value: (n, c, i) => CS.net.acts[n].value(c, i), normalization: CS.net.model.normalization };
+    const fed = CS.net.response && CS.net.response.input;
+    const value = (n, c, i) => {
+      if (n !== "input" || !fed) return CS.net.acts[n].value(c, i);
+      const [C, , W] = CS.net.byName.input.shape;
+      return (C === 1 ? fed : fed[c])[Math.floor(i / W)][i % W];
+    };
+    return { layer: (n) => CS.net.byName[n], value, normalization: CS.net.model.normalization };
   }
 
   // The kernel of one output channel: sent with the model for small layers, fetched otherwise.
