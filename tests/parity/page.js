@@ -1,13 +1,13 @@
 // The page's JavaScript on the shared cases (tests/parity/cases.py), under Node.
 // argv[2]: the static folder; stdin: a JSON list of jobs; stdout: a JSON list of answers.
 // Each job calls the functions the page itself calls (unitmath.js for inspect.js's worked
-// values, preprocess.js and engine_ort.js's rules for the in-browser engine), nothing else.
+// values, preprocess.js and rules.js for the in-browser engine), nothing else.
 "use strict";
 const path = require("path");
 const dir = process.argv[2];
 const unitMath = require(path.join(dir, "unitmath.js"));
 const pp = require(path.join(dir, "preprocess.js"));
-const rules = require(path.join(dir, "engine_ort.js"));
+const rules = require(path.join(dir, "rules.js"));
 
 // inspect.js's context over the values a test sends: {layer name: flat float list}
 function explain(job) {
