@@ -46,6 +46,11 @@ def logits(engine: Any, x: torch.Tensor) -> np.ndarray:
     return out[0].detach().numpy()
 
 
+def layer_answer(engine: Any, name: str, input_id: int, offset: int, limit: int, sort: str) -> dict[str, Any]:
+    """What GET /api/layer answers."""
+    return engine.layer(name, input_id=input_id, offset=offset, limit=limit, sort=sort)
+
+
 def unit_weights(engine: Any, name: str, unit: int) -> dict[str, Any]:
     """What GET /api/weights answers for one unit."""
     return engine.weights(name, unit)
