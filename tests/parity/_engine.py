@@ -1,8 +1,8 @@
 """The parity tests' one door to the Python engine.
 
-The engine is being renamed during issue 22 (`Explorer` -> the engine/slot/answer modules):
-re-point `build_engine` (and, if their names move, the few calls below it); no test file
-names the engine itself.
+Issue 22 rebuilds the engine (`web/inference.py` -> `web/engine.py` over an immutable
+`web/snapshot.Snapshot`; requests read in `web/decode.py`): `build_engine` and the few calls
+below take whichever of the two this tree has; no test file names the engine itself.
 """
 from __future__ import annotations
 
@@ -24,9 +24,29 @@ LAYER_FACTS = {  # per layer kind: the keys the page reads instead of guessing
 
 def build_engine(model: nn.Module, config: dict[str, Any]) -> Any:
     """THE adapter: the explorer's engine for `model` and its run config."""
-    from convscope.web.inference import Explorer
-
+    try:
+        from convscope.web.engine import Explorer
+    except ImportError:  # the engine before issue 22
+        from convscope.web.inference import Explorer
     return Explorer(model, config)
+
+
+def _forward(engine: Any, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor], Any]:
+    """(logits, node values, the object whose value(values, name) reads a layer's shown value)."""
+    snap = getattr(engine, "snapshot", None)
+    if snap is not None:
+        out, values = snap.forward(x)
+        return out, values, snap
+    out, values = engine._forward(x)
+    return out, values, engine
+
+
+def _decode():
+    try:
+        from convscope.web import decode
+    except ImportError:
+        from convscope.web import encoding as decode
+    return decode
 
 
 def description(engine: Any) -> dict[str, Any]:
@@ -37,12 +57,12 @@ def description(engine: Any) -> dict[str, Any]:
 def layer_values(engine: Any, x: torch.Tensor) -> dict[str, np.ndarray]:
     """The network's own value of every layer the page shows, for one normalised input
     (the input itself un-normalised, as the page receives it), as float32 arrays."""
-    _, values = engine._forward(x)
-    return {layer["name"]: engine.value(values, layer["name"]).numpy() for layer in description(engine)["layers"]}
+    _, values, reader = _forward(engine, x)
+    return {layer["name"]: reader.value(values, layer["name"]).numpy() for layer in description(engine)["layers"]}
 
 
 def logits(engine: Any, x: torch.Tensor) -> np.ndarray:
-    out, _ = engine._forward(x)
+    out, _, _ = _forward(engine, x)
     return out[0].detach().numpy()
 
 
@@ -58,7 +78,9 @@ def unit_weights(engine: Any, name: str, unit: int) -> dict[str, Any]:
 
 def prepared(engine: Any, image: Any, preprocess: bool) -> np.ndarray:
     """The normalised input the engine feeds for an image (flat float32)."""
-    return engine.prepare(image, preprocess=preprocess).numpy().ravel()
+    snap = getattr(engine, "snapshot", None)
+    x = snap.prepare(image, preprocess=preprocess)[0] if snap is not None else engine.prepare(image, preprocess=preprocess)
+    return x.numpy().ravel()
 
 
 def answer(engine: Any, image: Any, preprocess: bool) -> dict[str, Any]:
@@ -66,13 +88,26 @@ def answer(engine: Any, image: Any, preprocess: bool) -> dict[str, Any]:
     return engine.predict(image, preprocess=preprocess)
 
 
+def answer_body(engine: Any, body: dict[str, Any]) -> dict[str, Any]:
+    """What POST /api/predict answers for a request body (raises the InputError it refuses with)."""
+    if hasattr(engine, "snapshot"):
+        return engine.predict(body)
+    image, preprocess = _decode().image_from_request(body)
+    return engine.predict(image, preprocess=preprocess)
+
+
+def input_error() -> type:
+    """The engine's error for bad input (its `status` is the HTTP status)."""
+    return _decode().InputError
+
+
 def refusal(body: dict[str, Any]) -> str | None:
     """The one line the server answers a request body with, or None when it takes it."""
-    from convscope.web.encoding import InputError, image_from_request
-
+    decode = _decode()
+    read = getattr(decode, "read_request", None) or decode.image_from_request
     try:
-        image_from_request(body)
-    except InputError as exc:
+        read(body)
+    except decode.InputError as exc:
         return str(exc)
     return None
 
@@ -81,13 +116,12 @@ def decoded_refusal(w: int, h: int, file: bool) -> str | None:
     """The server's answer to a drawing (png) or an uploaded file of w x h pixels."""
     from PIL import Image
 
-    from convscope.web.encoding import InputError, image_from_file, image_from_png
-
+    decode = _decode()
     buf = io.BytesIO()
     Image.new("L", (w, h)).save(buf, format="PNG", compress_level=1)
     url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
     try:
-        (image_from_file if file else image_from_png)(url)
-    except InputError as exc:
+        (decode.image_from_file if file else decode.image_from_png)(url)
+    except decode.InputError as exc:
         return str(exc)
     return None

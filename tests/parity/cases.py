@@ -263,6 +263,8 @@ BAD_BODIES: dict[str, dict[str, Any]] = {
     "png-not-png": {"png": "data:image/jpeg;base64,AAAA"},
     "file-not-a-data-url": {"file": "http://example.com/x.png"},
     "png-bad-base64": {"png": "data:image/png;base64,!!!"},
+    "sample-a-string": {"sample": "3"},
+    "sample-and-image": {"sample": 3, "image": _grid(9, 9)},
     "good-list": {"image": _grid(9, 9, 0.5)},
 }
 

@@ -40,8 +40,6 @@ def _two_engines(cases, engine_api):
 
 
 def _app(engines, engine_api):
-    from convscope.web.encoding import InputError, image_from_request
-
     app = FastAPI()
     now = {"i": 0}
 
@@ -54,14 +52,13 @@ def _app(engines, engine_api):
 
     @app.post("/api/predict")
     async def predict(request: Request):
-        image, pre = image_from_request(json.loads(await request.body()))
-        return versioned(engine_api.answer(engines[now["i"]], image, pre))
+        return versioned(engine_api.answer_body(engines[now["i"]], json.loads(await request.body())))
 
     @app.get("/api/layer")
     def layer(name: str, input: int, offset: int = 0, limit: int = 64, sort: str = "index"):
         try:
             return versioned(engine_api.layer_answer(engines[now["i"]], name, input, offset, limit, sort))
-        except InputError as exc:
+        except engine_api.input_error() as exc:
             return JSONResponse({"detail": str(exc)}, status_code=exc.status)
 
     @app.get("/api/weights")

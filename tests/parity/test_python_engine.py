@@ -40,7 +40,8 @@ def test_every_layer_value_is_torchs_own(name, engines, engine_api, cases):
     network, engine = engines[name]
     x = cases.input_for(network)
     logits, seen = _hooked(network.model(), x)  # the same seed: the same weights as the engine's
-    np.testing.assert_allclose(engine_api.logits(engine, x), logits.numpy(), atol=1e-5)
+    # the engine may run its pass with more rows (another GEMM kernel): the last bits differ
+    np.testing.assert_allclose(engine_api.logits(engine, x), logits.numpy(), rtol=1e-5, atol=1e-5)
     values = engine_api.layer_values(engine, x)
     desc = engine_api.description(engine)
     by_name = {layer["name"]: layer for layer in desc["layers"]}
@@ -58,7 +59,7 @@ def test_every_layer_value_is_torchs_own(name, engines, engine_api, cases):
             continue
         want = TORCH_ACTIVATIONS[act](before, layer) if act else before
         np.testing.assert_allclose(values[layer["name"]], want.reshape(values[layer["name"]].shape).numpy(),
-                                   atol=1e-5, err_msg=layer["name"])
+                                   rtol=1e-5, atol=1e-5, err_msg=layer["name"])
         checked += 1
     assert checked >= len(by_name) - 2, f"only {checked} of {len(by_name)} layers checked"
 
@@ -110,7 +111,7 @@ def test_the_description_carries_version_digits_and_limits(engines, engine_api):
         assert isinstance(desc.get("version"), int) and not isinstance(desc["version"], bool), name
         want = network.config["preprocessing"]["kind"] == "digits" and network.config["input_size"][0] == 1
         assert desc.get("digits") is want, name
-        assert {"min_side", "max_side", "max_pixels"} <= set(desc.get("limits") or {}), name
+        assert {"min_side", "max_side", "max_image_pixels"} <= set(desc.get("limits") or {}), name
         ans = engine_api.answer(engine, np.zeros((28, 28), np.float32), True)
         assert ans.get("version") == desc["version"], name
 
@@ -129,7 +130,7 @@ def test_each_drawing_raises_the_warning_it_was_drawn_for(engines, engine_api, c
 def test_the_limits_it_sends_are_the_ones_it_enforces(engines, engine_api, cases):
     limits = engine_api.description(engines["digits"][1])["limits"]
     for w, h, file in cases.DECODED_SIZES:
-        outside = w * h > limits["max_pixels"] if file else \
+        outside = w * h > limits["max_image_pixels"] if file else \
             min(w, h) < limits["min_side"] or max(w, h) > limits["max_side"]
         assert (engine_api.decoded_refusal(w, h, file) is not None) == outside, (w, h, file)
     refused = {n for n, body in cases.BAD_BODIES.items() if engine_api.refusal(body) is not None}

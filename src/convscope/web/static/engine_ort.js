@@ -176,7 +176,8 @@
   async function answer(s, request) {
     const cfg = { ...s.config, input_size: s.desc.input_size, normalization: s.desc.normalization };
     const digits = s.desc.digits;  // the server's fact: inputs prepared as MNIST digits (a raw downsample beside them)
-    if (request && request.sample !== undefined) {
+    const { kind, preprocess } = requestKind(request || {});
+    if (kind === "sample") {
       const item = [...(s.samples.samples || []), ...(s.wrong.samples || [])].find((it) => it.index === request.sample);
       if (!item) fail(`sample ${request.sample} is not in this site (it keeps ${(s.samples.samples || []).length} test images and ${(s.wrong.samples || []).length} misclassified ones)`);
       // the image itself where the thumbnail is smaller (export/site.py)
@@ -186,7 +187,6 @@
       out.sample = { index: item.index, truth: item.truth, label: item.label };
       return out;
     }
-    const { kind, preprocess } = requestKind(request);
     const file = kind === "file";
     const img = kind === "image" ? fromList(request.image, s.desc.limits) : await decode(request[kind], s.desc.limits, { file });
     const { x, shown } = prep(img, cfg, { file, preprocess });

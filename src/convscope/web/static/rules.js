@@ -1,6 +1,6 @@
 // The server's rules on requests, for an engine that answers in the browser (engine_ort.js):
 // the size limits the model description sends ("limits"), the texts of refusals
-// (web/encoding.py, convscope.limits) and of warnings (web/trust.py), word for word.
+// (web/decode.py, convscope.limits) and of warnings (web/trust.py), word for word.
 // tests/parity holds them to the server's own texts under Node (module.exports).
 "use strict";
 
@@ -36,7 +36,7 @@
   }
   // convscope.limits.check_image_size: one pixel limit for every decoder
   function checkPixels(w, h, limits) {
-    const most = limits.max_pixels;
+    const most = limits.max_image_pixels;
     if (w < 1 || h < 1) fail(`the image is ${w}x${h} pixels: an image needs at least one pixel`);
     if (most && w * h > most) {
       const side = Math.round(Math.sqrt(most));
@@ -44,26 +44,27 @@
         `${(most / 1e6).toFixed(1)} megapixels (${most.toLocaleString("en-US")} pixels, e.g. ${side}x${side}): scale it down first`);
     }
   }
-  // a decoded image's size, as encoding.decode_image checks it: drawings (png) both sides, files their pixels
+  // a decoded image's size, as decode.decode_image checks it: drawings (png) both sides, files their pixels
   function checkDecoded(w, h, limits, { file = false } = {}) {
     if (!file && Math.max(w, h) > limits.max_side) checkSides(h, w, limits);
     checkPixels(w, h, limits);
     if (!file && Math.min(w, h) < limits.min_side) checkSides(h, w, limits);
   }
 
-  // encoding.image_from_request: the "preprocess" flag and which one image was sent
+  // decode.read_request: the "preprocess" flag and the one image (or sample) sent
   function requestKind(request) {
     const preprocess = request.preprocess !== undefined ? request.preprocess : true;
     if (typeof preprocess !== "boolean") fail(`"preprocess" must be true or false, got ${pyJSON(preprocess).slice(0, 40)}`);
-    const kinds = ["image", "png", "file"].filter((k) => request[k] !== undefined);
+    const kinds = ["image", "png", "file", "sample"].filter((k) => request[k] !== undefined);
     if (kinds.length !== 1) {
-      fail('send exactly one of "image" (a 2-D list of floats in [0, 1]), "png" (a data:image/png;base64,... URL) ' +
-        'or "file" (a data:image/...;base64,... URL)');
+      fail('send exactly one of "image" (a 2-D list of floats in [0, 1]), "png" (a data:image/png;base64,... URL), ' +
+        '"file" (a data:image/...;base64,... URL) or "sample" (an index from GET /api/samples)');
     }
-    return { kind: kinds[0], preprocess };
+    if (kinds[0] === "sample" && !Number.isInteger(request.sample)) fail('"sample" must be the index of a sample (GET /api/samples lists them)');
+    return { kind: kinds[0], preprocess: kinds[0] === "sample" ? false : preprocess };
   }
 
-  // encoding.image_from_png / image_from_file, up to the bytes: the data URL's shape
+  // decode.image_from_png / image_from_file, up to the bytes: the data URL's shape
   function checkURL(key, value) {
     const PNG = "data:image/png;base64,";
     if (typeof value !== "string") {
@@ -80,7 +81,7 @@
     if (!/^[A-Za-z0-9+/]*={0,2}$/.test(body) || body.length % 4 !== 0) fail(`"${key}" is not valid base64 after its data URL prefix`);
   }
 
-  // encoding.image_from_list: a 2-D list of numbers in [0, 1] -> {gray, h, w}, the same checks in the same order
+  // decode.image_from_list: a 2-D list of numbers in [0, 1] -> {gray, h, w}, the same checks in the same order
   function fromList(rows, limits) {
     if (!Array.isArray(rows) || !rows.length || !Array.isArray(rows[0])) fail('"image" must be a non-empty 2-D list of rows, like [[0, 0.5], [1, 0]]');
     const h = rows.length, w = rows[0].length;
