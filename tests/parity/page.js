@@ -52,6 +52,8 @@ const ops = {
   answer,
   request,
   decoded: (job) => refused(() => rules.checkDecoded(job.w, job.h, job.limits, { file: job.file })),
+  activations: (job) => job.cases.map((c) => ({ names: Object.keys(unitMath.ACTIVATIONS),
+    values: job.zs.map((z) => unitMath.activate(c.name, z, { name: "case", ...c.params })) })),
   format: (job) => ({ percent: job.values.map(rules.percent), g: job.values.map(rules.formatG) }),
 };
 const jobs = JSON.parse(require("fs").readFileSync(0, "utf8"));

@@ -13,6 +13,8 @@ import io
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 
 TOL = 1e-4
 
@@ -185,3 +187,22 @@ def test_percentages_and_numbers_are_written_as_python_writes_them(run_page):
     got = run_page([{"op": "format", "values": values}])[0]
     assert got["percent"] == [f"{v:.0%}" for v in values]
     assert got["g"] == [f"{v:g}" for v in values]
+
+
+ACTIVATION_CASES = [  # (name, the layer's parameters as the description sends them, torch's function)
+    ("relu", {}, F.relu), ("relu6", {}, F.relu6), ("leakyrelu", {"negative_slope": 0.2}, lambda t: F.leaky_relu(t, 0.2)),
+    ("elu", {"alpha": 0.7}, lambda t: F.elu(t, 0.7)), ("selu", {}, F.selu), ("tanh", {}, torch.tanh),
+    ("sigmoid", {}, torch.sigmoid), ("silu", {}, F.silu), ("gelu", {"approximate": "none"}, F.gelu),
+    ("gelu", {"approximate": "tanh"}, lambda t: F.gelu(t, approximate="tanh")), ("hardswish", {}, F.hardswish),
+    ("hardsigmoid", {}, F.hardsigmoid), ("mish", {}, F.mish),
+    ("hardtanh", {"min_val": -0.5, "max_val": 2.0}, lambda t: F.hardtanh(t, -0.5, 2.0)),
+]
+
+
+def test_every_activation_the_page_writes_out_is_torchs(run_page):
+    zs = np.concatenate([np.linspace(-8, 8, 161), [-30.0, -3.0, 3.0, 25.0, 1e-7, -1e-7]])
+    got = run_page([{"op": "activations", "zs": zs.tolist(), "cases": [{"name": n, "params": p} for n, p, _ in ACTIVATION_CASES]}])[0]
+    assert {n for n, _, _ in ACTIVATION_CASES} == set(got[0]["names"]), "an activation of unitmath.js without a case here"
+    t = torch.tensor(zs, dtype=torch.float64)
+    for (name, params, fn), g in zip(ACTIVATION_CASES, got):
+        np.testing.assert_allclose(g["values"], fn(t).numpy(), atol=1e-9, err_msg=f"{name} {params}")

@@ -10,7 +10,7 @@
 (function (root) {
   const relu6 = (v) => Math.min(Math.max(v, 0), 6);
   const sigmoid = (v) => 1 / (1 + Math.exp(-v));
-  const softplus = (v, beta = 1, threshold = 20) => (v * beta > threshold ? v : Math.log1p(Math.exp(v * beta)) / beta);
+  const softplus = (v) => (v > 20 ? v : Math.log1p(Math.exp(v)));  // torch's default threshold, as Mish uses it
 
   // erf to ~1e-15 (series near 0, continued fraction in the tails): GELU is x * Phi(x)
   function erf(x) {
@@ -34,23 +34,28 @@
     relu: [(z) => Math.max(0, z), "ReLU: max(0, z)"],
     relu6: [relu6, "ReLU6: min(max(0, z), 6)"],
     leakyrelu: [(z, l) => (z >= 0 ? z : param(l, "negative_slope") * z), "LeakyReLU: z ≥ 0 ? z : slope·z"],
-    elu: [(z, l) => (z > 0 ? z : (l.alpha ?? 1) * Math.expm1(z)), "ELU: z > 0 ? z : α(e^z − 1)"],
+    elu: [(z, l) => (z > 0 ? z : param(l, "alpha") * Math.expm1(z)), "ELU: z > 0 ? z : α(e^z − 1)"],
+    hardtanh: [(z, l) => Math.min(Math.max(z, param(l, "min_val")), param(l, "max_val")), "Hardtanh: clamp(z, min, max)"],
     selu: [(z) => 1.0507009873554804934193349852946 * (z > 0 ? z : 1.6732632423543772848170429916717 * Math.expm1(z)), "SELU"],
     tanh: [Math.tanh, "tanh(z)"],
     sigmoid: [sigmoid, "sigmoid: 1 / (1 + e^−z)"],
     silu: [(z) => z * sigmoid(z), "SiLU: z·sigmoid(z)"],
-    gelu: [(z, l) => (l.approximate === "tanh"
+    gelu: [(z, l) => (word(l, "approximate") === "tanh"
       ? 0.5 * z * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (z + 0.044715 * z ** 3)))
       : 0.5 * z * (1 + erf(z / Math.SQRT2))), "GELU: z·Φ(z)"],
     hardswish: [(z) => (z * relu6(z + 3)) / 6, "Hardswish: z·ReLU6(z + 3)/6"],
     hardsigmoid: [(z) => relu6(z + 3) / 6, "Hardsigmoid: ReLU6(z + 3)/6"],
     mish: [(z) => z * Math.tanh(softplus(z)), "Mish: z·tanh(softplus(z))"],
-    softplus: [(z, l) => softplus(z, l.beta ?? 1, l.threshold ?? 20), "softplus: log(1 + e^z)"],
   };
 
   class Unexplained extends Error {}
   function param(l, key) {
     if (typeof l[key] !== "number") throw new Unexplained(`${l.name}: the model description gives no ${key}`);
+    return l[key];
+  }
+
+  function word(l, key) {
+    if (typeof l[key] !== "string") throw new Unexplained(`${l.name}: the model description gives no ${key}`);
     return l[key];
   }
 
