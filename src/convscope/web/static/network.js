@@ -21,6 +21,7 @@
     const rf = l.whole_input ? "sees the whole input" : `receptive field ${l.rf[0]}×${l.rf[1]}`;
     let what = l.kind;
     if (l.kind === "fc") what = `fully connected, ${l.shape[0]} units`;
+    else if (l.adaptive || l.global) what = `adaptive ${l.kind === "maxpool" ? "max" : "average"} pool to ${l.shape.slice(1).join("×")}`;
     else if (l.kernel) {
       const k = `${l.kernel[0]}×${l.kernel[1]}`;
       const dil = l.dilation && l.dilation[0] > 1 ? `, dilation ${l.dilation[0]}` : "";
@@ -29,7 +30,6 @@
     } else if (l.kind === "add") what = `addition of ${l.inputs.join(" + ")}`;
     else if (l.kind === "concat") what = `concatenation of ${l.inputs.length} inputs along the channels`;
     else if (l.kind === "bn") what = "batch norm";
-    else if (l.global || l.adaptive) what = `adaptive ${l.kind === "maxpool" ? "max" : "average"} pool to ${l.shape.slice(1).join("×")}`;
     const folded = l.folded.length ? ` · also runs: ${l.folded.join(", ")}` : "";
     return `${what}${act} · ${l.shape.join("×")} · ${rf}${cost}${folded}`;
   }
