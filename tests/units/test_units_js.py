@@ -6,6 +6,7 @@ script is checked without the rest of the explorer.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import threading
@@ -45,8 +46,11 @@ def test_click_a_channel(lenet_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(lenet_run, run)
     app = FastAPI()
-    app.state.explorer = SimpleNamespace(run_dir=str(run))
-    app.state.units_jobs = Jobs(lambda: load_target(str(run)), run, steps=64)
+    snap = SimpleNamespace(run_dir=str(run))
+    app.state.explorer = SimpleNamespace(run_dir=str(run), snapshot=snap)
+    jobs = Jobs(lambda: load_target(str(run)), run, steps=64)
+    # the units router keeps the jobs of the snapshot it serves (issue 22's engine), or the jobs alone before it
+    app.state.units_jobs = (snap, jobs) if importlib.util.find_spec("convscope.web.snapshot") else jobs
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.get("/", response_class=HTMLResponse)(lambda: PAGE)
