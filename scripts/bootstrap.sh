@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Idempotent set-up: .venv with torch and convscope[dev], plus the Debian
-# packages the tests and the offline datasets need. A second run does nothing.
+# packages the tests and the offline datasets need (chromium for the browser tests,
+# nodejs for the page's JavaScript under Node: tests/parity). A second run does nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=.venv
 STAMP="$VENV/.convscope-bootstrap"
-APT_PKGS=(chromium dataset-fashion-mnist)
+APT_PKGS=(chromium nodejs dataset-fashion-mnist)
 
 missing_apt=()
 for pkg in "${APT_PKGS[@]}"; do
@@ -20,7 +21,8 @@ if [ ${#missing_apt[@]} -gt 0 ]; then
   else
     echo "bootstrap: missing Debian packages (${missing_apt[*]}); as root run:" >&2
     echo "  sudo apt-get update && sudo apt-get install -y ${missing_apt[*]}" >&2
-    echo "bootstrap: going on without them (browser tests and fashion-mnist will be skipped)." >&2
+    echo "bootstrap: going on without them: the browser (chromium) and Node (nodejs) tests will FAIL" >&2
+    echo "  until they are installed; fashion-mnist tests will be skipped." >&2
   fi
 fi
 

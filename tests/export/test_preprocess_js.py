@@ -13,8 +13,19 @@ import pytest
 from convscope.data import preprocess as pp
 
 JS = Path(__file__).resolve().parents[2] / "src" / "convscope" / "web" / "static" / "preprocess.js"
-NODE = shutil.which("node")
-pytestmark = pytest.mark.skipif(NODE is None, reason="Node.js is not installed (apt-get install nodejs)")
+NODE_MISSING = ("Node.js is not installed: the page's JavaScript is tested under Node. "
+                "As root run: apt-get install -y nodejs (scripts/bootstrap.sh does it)")
+
+
+@pytest.fixture(autouse=True)
+def _node() -> None:
+    """A missing node FAILS these tests with the install line; never a skip."""
+    if shutil.which("node") is None:
+        pytest.fail(NODE_MISSING, pytrace=False)
+
+
+def _exe() -> str:
+    return shutil.which("node") or "node"
 
 RUNNER = """
 const pp = require(process.argv[1]);
@@ -32,7 +43,7 @@ process.stdout.write(JSON.stringify(out));
 
 
 def run_js(cases: list[dict]) -> list[np.ndarray]:
-    res = subprocess.run([NODE, "-e", RUNNER, str(JS)], input=json.dumps(cases), capture_output=True,
+    res = subprocess.run([_exe(), "-e", RUNNER, str(JS)], input=json.dumps(cases), capture_output=True,
                          text=True, timeout=120, check=True)
     return [np.asarray(a, dtype=np.float64) for a in json.loads(res.stdout)]
 
@@ -160,7 +171,7 @@ def test_uploaded_files_are_prepared_as_the_python_predictor_prepares_them(confi
     for _, img in pics:
         rgba = np.asarray(img.convert("RGBA"))
         cases.append({"rgba": rgba.ravel().tolist(), "w": img.width, "h": img.height, "config": config})
-    res = subprocess.run([NODE, "-e", RGBA_RUNNER, str(JS)], input=json.dumps(cases), capture_output=True,
+    res = subprocess.run([_exe(), "-e", RGBA_RUNNER, str(JS)], input=json.dumps(cases), capture_output=True,
                          text=True, timeout=120, check=True)
     got = json.loads(res.stdout)
     for (name, img), g in zip(pics, got):

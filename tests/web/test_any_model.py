@@ -277,7 +277,7 @@ def test_same_padding_is_given_as_the_rows_and_columns_before_the_input(explorer
     from convscope.capture import capture
 
     e = explorers("nasnet_a_mobile")
-    same = [layer for layer in e.layers if layer["kind"] == "conv" and layer["padding"] == "same"
+    same = [layer for layer in e.layers if layer["kind"] == "conv" and layer.get("padding_mode") == "same_tf"
             and layer["stride"][0] == 2]
     assert same
     layer = same[0]
@@ -291,5 +291,6 @@ def test_same_padding_is_given_as_the_rows_and_columns_before_the_input(explorer
     total = max((-(-n // s) - 1) * s + k - n, 0)
     pt, pl = layer["pad_before"]
     assert pt == pl == total // 2
+    assert layer["padding"] == [pt, total - pt, pl, total - pl]  # [top, bottom, left, right]
     want = F.conv2d(F.pad(inp, (pl, total - pl, pt, total - pt)), mod.weight, mod.bias, stride=s, groups=mod.groups)
     torch.testing.assert_close(e.value(values, layer["name"]), want[0], rtol=1e-4, atol=1e-4)

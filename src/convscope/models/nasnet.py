@@ -89,17 +89,26 @@ NASNET_A_REDUCTION = Genotype(
 
 # --------------------------------------------------------------------------- TF "SAME" padding
 
+def same_pads(hw: tuple[int, int], kernel_size: int, stride: int) -> tuple[int, int, int, int]:
+    """TensorFlow's "SAME" padding (top, bottom, left, right) of an input of `hw` pixels: the
+    output has ceil(n / stride) pixels, and an odd pixel of padding goes to the bottom/right."""
+    ph = max((math.ceil(hw[0] / stride) - 1) * stride + kernel_size - hw[0], 0)
+    pw = max((math.ceil(hw[1] / stride) - 1) * stride + kernel_size - hw[1], 0)
+    return ph // 2, ph - ph // 2, pw // 2, pw - pw // 2
+
+
 def pad_same(x: torch.Tensor, kernel_size: int, stride: int, value: float = 0.0) -> torch.Tensor:
-    """Pad like TensorFlow's "SAME": the output has ceil(n / stride) pixels, and an odd
-    pixel of padding goes to the bottom/right (PyTorch's padding is symmetric)."""
-    ih, iw = x.shape[-2:]
-    ph = max((math.ceil(ih / stride) - 1) * stride + kernel_size - ih, 0)
-    pw = max((math.ceil(iw / stride) - 1) * stride + kernel_size - iw, 0)
-    return F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), value=value)
+    """Pad like TensorFlow's "SAME" (PyTorch's padding is symmetric)."""
+    top, bottom, left, right = same_pads(tuple(x.shape[-2:]), kernel_size, stride)
+    return F.pad(x, (left, right, top, bottom), value=value)
 
 
 class Conv2dSame(nn.Conv2d):
     """nn.Conv2d with TF "SAME" padding computed from the input size (needed at stride 2)."""
+
+    def same_padding(self, hw: tuple[int, int]) -> tuple[int, int, int, int]:
+        """The padding protocol `convscope.analysis.graph` reads: (top, bottom, left, right) for an input of `hw`."""
+        return same_pads(hw, self.kernel_size[0], self.stride[0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = pad_same(x, self.kernel_size[0], self.stride[0])
@@ -114,6 +123,13 @@ class PoolSame(nn.Module):
     def __init__(self, kind: str, kernel_size: int = 3, stride: int = 1) -> None:
         super().__init__()
         self.kind, self.kernel_size, self.stride = kind, kernel_size, stride
+        # what the layer does, for the explorer (convscope.analysis.graph): no ceil mode; the
+        # average counts TF's zero pads at stride 2 only
+        self.ceil_mode, self.count_include_pad, self.divisor_override = False, kind == "avg" and stride > 1, None
+
+    def same_padding(self, hw: tuple[int, int]) -> tuple[int, int, int, int]:
+        """(top, bottom, left, right) for an input of `hw` (symmetric k // 2 at stride 1)."""
+        return same_pads(hw, self.kernel_size, self.stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k, s = self.kernel_size, self.stride

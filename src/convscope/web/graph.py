@@ -16,7 +16,6 @@ the order they ran ("graph": "chain", with the reason in "graph_note").
 """
 from __future__ import annotations
 
-import math
 import operator
 from typing import Any
 
@@ -25,11 +24,15 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
-ACTIVATION_MODULES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.ELU, nn.SiLU,
-                      nn.Hardswish, nn.Hardsigmoid, nn.Mish)
+from convscope.analysis.graph import (ACTIVATIONS, activation_facts, activation_name, functional_module,
+                                      window)
+
 ACTIVATION_FUNCTIONS = {F.relu: "relu", torch.relu: "relu", F.relu6: "relu6", torch.sigmoid: "sigmoid",
-                        torch.tanh: "tanh", F.gelu: "gelu", F.silu: "silu", F.leaky_relu: "leakyrelu"}
-ACTIVATION_METHODS = {"relu": "relu", "relu_": "relu", "sigmoid": "sigmoid", "tanh": "tanh"}
+                        torch.tanh: "tanh", F.gelu: "gelu", F.silu: "silu", F.leaky_relu: "leakyrelu",
+                        F.elu: "elu", F.hardswish: "hardswish", F.hardsigmoid: "hardsigmoid", F.mish: "mish",
+                        F.sigmoid: "sigmoid", F.tanh: "tanh", F.hardtanh: "hardtanh", torch.relu_: "relu"}
+ACTIVATION_METHODS = {"relu": "relu", "relu_": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "sigmoid_": "sigmoid",
+                      "tanh_": "tanh"}
 LAYOUT_FUNCTIONS = (torch.flatten, torch.reshape)
 LAYOUT_METHODS = ("flatten", "view", "reshape", "contiguous", "squeeze", "unsqueeze")
 FOLD_INTO = ("conv", "fc", "bn", "add", "concat", "mul", "lrn")
@@ -68,14 +71,14 @@ def _module_kind(mod: nn.Module) -> str:
         return "maxpool"
     if isinstance(mod, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
         return "avgpool"
-    if isinstance(mod, ACTIVATION_MODULES):
-        return type(mod).__name__.lower()
+    if activation_name(mod) is not None:
+        return activation_name(mod)
     if isinstance(mod, (nn.Dropout, nn.Identity, nn.Flatten)):
         return "layout"
     if isinstance(mod, nn.LocalResponseNorm) or type(mod).__name__ in ("LRN", "LocalResponseNorm"):
         return "lrn"
-    if type(mod).__name__ == "PoolSame":
-        return "maxpool" if getattr(mod, "kind", "") == "max" else "avgpool"
+    if hasattr(mod, "same_padding") and getattr(mod, "kind", None) in ("max", "avg"):
+        return f"{mod.kind}pool"  # a pooling layer with TF-"SAME" padding (the protocol of analysis.graph)
     return type(mod).__name__.lower()
 
 
@@ -105,8 +108,7 @@ def _function_kind(node: fx.Node) -> str:
 
 
 def _is_activation(kind: str) -> bool:
-    return kind in {"relu", "relu6", "leakyrelu", "tanh", "sigmoid", "gelu", "elu", "silu", "hardswish",
-                    "hardsigmoid", "mish"}
+    return kind in ACTIVATIONS
 
 
 def _scope(node: fx.Node) -> str:
@@ -147,11 +149,12 @@ class Graph:
         layers: dict[str, dict[str, Any]] = {}
         seen: dict[str, int] = {}
         self.shown: dict[str, str] = {}   # layer name -> fx node name whose value is shown
+        shown_node: dict[str, fx.Node] = {}  # layer name -> that fx node (its readers, in O(1))
         for node in nodes:
             if node.op == "placeholder":
                 layers["input"] = self._layer("input", "input", [], list(input_size), None, "")
                 rep[node.name] = "input"
-                self.shown["input"] = node.name
+                self.shown["input"], shown_node["input"] = node.name, node
                 continue
             value = values.get(node.name)
             if not isinstance(value, torch.Tensor):
@@ -160,35 +163,33 @@ class Graph:
             kind = _module_kind(mod) if mod is not None else _function_kind(node)
             srcs = [rep[a.name] for a in _tensor_args(node) if a.name in rep]
             src = layers.get(srcs[0]) if srcs else None
-            single_reader = src is not None and len(self._readers(src)) == 1
+            single_reader = src is not None and len(shown_node[src["name"]].users) == 1
             if kind == "layout" and src is not None:
                 src["folded"].append(self._label(node, mod))
                 rep[node.name] = src["name"]
                 continue
             if _is_activation(kind) and src is not None and src["kind"] in FOLD_INTO and single_reader \
                     and src["activation"] is None and len(srcs) == 1:
-                src["activation"] = kind
+                src.update(activation=kind, **activation_facts(kind, mod, _kwargs(node)))
                 src["folded"].append(self._label(node, mod))
-                self.shown[src["name"]] = node.name
+                self.shown[src["name"]], shown_node[src["name"]] = node.name, node
                 rep[node.name] = src["name"]
                 continue
             base = node.target if node.op == "call_module" else ".".join(p for p in (_scope(node), kind) if p)
             seen[base] = seen.get(base, 0) + 1
             name = base if seen[base] == 1 else f"{base} ({seen[base]})"
-            layer = self._layer(name, kind, list(dict.fromkeys(srcs)), list(value.shape[1:]), mod, _scope(node))
+            # a functional pooling call is described by the module it stands for
+            facts_mod = functional_module(node.target, _kwargs(node)) if mod is None else mod
+            layer = self._layer(name, kind, list(dict.fromkeys(srcs)), list(value.shape[1:]), facts_mod,
+                                _scope(node), src["shape"] if src is not None else None)
+            if _is_activation(kind):
+                layer.update(activation_facts(kind, mod, _kwargs(node)))
             layer["op"] = type(mod).__name__ if mod is not None else getattr(node.target, "__name__", str(node.target))
             layer["module"] = node.target if node.op == "call_module" else None
             layers[name] = layer
             rep[node.name] = name
-            self.shown[name] = node.name
-        out = list(layers.values())
-        for layer in out:
-            layer.pop("_readers", None)
-        return out
-
-    def _readers(self, layer: dict[str, Any]) -> list[fx.Node]:
-        node = next(n for n in self.gm.graph.nodes if n.name == self.shown[layer["name"]])
-        return list(node.users)
+            self.shown[name], shown_node[name] = node.name, node
+        return list(layers.values())
 
     @staticmethod
     def _label(node: fx.Node, mod: nn.Module | None) -> str:
@@ -198,24 +199,15 @@ class Graph:
 
     @staticmethod
     def _layer(name: str, kind: str, inputs: list[str], shape: list[int], mod: nn.Module | None,
-               scope: str) -> dict[str, Any]:
+               scope: str, in_shape: list[int] | None = None) -> dict[str, Any]:
         layer: dict[str, Any] = {"name": name, "kind": kind, "inputs": inputs, "shape": shape, "scope": scope,
                                  "activation": None, "folded": [], "kernel": None, "stride": None,
                                  "padding": None, "dilation": None, "groups": None}
-        if kind in ("conv", "maxpool", "avgpool") and mod is not None and hasattr(mod, "kernel_size"):
-            k = _pair(mod.kernel_size)
-            stride = mod.stride if getattr(mod, "stride", None) is not None else mod.kernel_size
-            pad = getattr(mod, "padding", 0)
-            layer.update(kernel=k, stride=_pair(stride), dilation=_pair(getattr(mod, "dilation", 1)),
-                         padding=_pair(pad) if not isinstance(pad, str) else pad)
-            if type(mod).__name__ in ("Conv2dSame", "PoolSame"):
-                layer["padding"] = "same"
-            if kind == "conv":
-                layer["groups"] = int(mod.groups)
-                if mod.groups > 1 and mod.groups == mod.in_channels:
-                    layer["depthwise"] = True
-        if kind in ("avgpool", "maxpool") and isinstance(mod, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
-            layer["global"] = True
+        if kind in ("conv", "maxpool", "avgpool") and mod is not None:
+            in_hw = in_shape[1:] if in_shape is not None and len(in_shape) == 3 else None
+            facts = window(mod, in_hw, shape[1:] if len(shape) == 3 else None)
+            if facts is not None:
+                layer.update(facts)
         return layer
 
     def _build_chain(self, values: dict[str, torch.Tensor], input_size) -> list[dict[str, Any]]:
@@ -226,22 +218,29 @@ class Graph:
             if name == "input" or not isinstance(value, torch.Tensor):
                 continue
             mod = modules[name]
-            layer = self._layer(name, _module_kind(mod), [layers[-1]["name"]], list(value.shape[1:]), mod,
-                                name.rpartition(".")[0])
+            kind = _module_kind(mod)
+            layer = self._layer(name, kind, [layers[-1]["name"]], list(value.shape[1:]), mod,
+                                name.rpartition(".")[0], layers[-1]["shape"])
+            if _is_activation(kind):
+                layer.update(activation_facts(kind, mod))
             layer["op"], layer["module"] = type(mod).__name__, name
             layers.append(layer)
             self.shown[name] = name
         return layers
 
 
+def _kwargs(node: fx.Node) -> dict[str, Any]:
+    """A call's arguments by name (F.leaky_relu(x, 0.2) -> negative_slope=0.2); {} where torch cannot say."""
+    if node.op != "call_function":
+        return dict(node.kwargs)
+    try:
+        pair = node.normalized_arguments(node.graph.owning_module, normalize_to_only_use_kwargs=True)
+    except Exception:  # noqa: BLE001 - a signature torch cannot bind: no facts, never a failure
+        pair = None
+    return dict(pair.kwargs) if pair is not None else dict(node.kwargs)
+
+
 # ---- receptive fields through every branch ----------------------------------------------
-
-def _same_pad(n: int, k: int, s: int, d: int) -> int:
-    """TF "SAME" padding before the input (left/top), as Conv2dSame/PoolSame compute it."""
-    out = math.ceil(n / s)
-    total = max((out - 1) * s + (k - 1) * d + 1 - n, 0)
-    return total // 2
-
 
 def receptive_fields(layers: list[dict[str, Any]], input_hw: tuple[int, int]) -> None:
     """Add "rf", "jump", "start" (per axis, input pixels) to every layer, in place.
@@ -272,11 +271,7 @@ def receptive_fields(layers: list[dict[str, Any]], input_hw: tuple[int, int]) ->
             before = [0, 0]
             for a in (0, 1):
                 k, s, d = layer["kernel"][a], layer["stride"][a], layer["dilation"][a]
-                if layer["padding"] == "same":
-                    n = src["shape"][1 + a] if len(src["shape"]) == 3 else 1
-                    p = _same_pad(n, k, s, d) if s > 1 else (k - 1) * d // 2
-                else:
-                    p = layer["padding"][a]
+                p = layer["pad_before"][a]
                 before[a] = p
                 rf[a] = rf[a] + (k - 1) * d * jump[a]
                 start[a] = start[a] + ((k - 1) * d / 2 - p) * jump[a]

@@ -86,7 +86,7 @@
     try {
       const body = await CS.engine.predict(request);
       state.rtt = performance.now() - t0;
-      if (stillWanted()) show(body);
+      if (stillWanted()) await show(body);
       $("timing").textContent = `round trip ${state.rtt.toFixed(0)} ms`;
       $("input-error").textContent = "";
     } catch (err) {
@@ -132,6 +132,7 @@
     $("gradcam-note").textContent = "computing…";
     try {
       const cam = await CS.engine.gradcam({ input: CS.net.response.input_id, rank });
+      if (await CS.changedModel(cam)) { $("gradcam-note").textContent = "the model changed: feed the image again"; return; }
       const [h, w] = cam.shape;
       const bin = atob(cam.data);
       const heat = CS.el("canvas", { width: w, height: h });
@@ -190,7 +191,18 @@
     bar.setAttribute("aria-valuenow", (p * 100).toFixed(1));
   }
 
-  function show(body) {
+  // The server's model changed (the Train tab swapped a run in): its graph, kernels, header
+  // and bars are loaded again before an answer of the new model is drawn on them.
+  let reloading = null;
+  CS.changedModel = async function (answer) {
+    if (answer.version === undefined || !CS.net.model || answer.version === CS.net.model.version) return false;
+    reloading = reloading || loadModel().then(() => { showCam(null); loadSamples(); }).finally(() => { reloading = null; });
+    await reloading;
+    return true;
+  };
+
+  async function show(body) {
+    if (await CS.changedModel(body) && body.version !== CS.net.model.version) return;  // newer still: the next answer
     const [a, b] = body.top;
     $("first").textContent = a.label; $("first-p").textContent = `${(a.probability * 100).toFixed(1)}%`;
     $("second").textContent = b.label; $("second-p").textContent = `${(b.probability * 100).toFixed(1)}%`;
@@ -236,33 +248,41 @@
     document.querySelectorAll(".view").forEach((v) => { v.hidden = v.id !== tab.dataset.view; });
   }));
 
+  // /api/model: the network, its bars, the drawing card and the header, all from the server's facts
+  async function loadModel() {
+    const model = await CS.engine.model();
+    CS.net.build(model, $("network"), $("toggles"), $("graph"));
+    CS.net.response = null;
+    CS.net.pinned = null;
+    buildBars(model.classes);
+    const pre = model.preprocessing || {};
+    const [c, h, w] = model.input_size;
+    state.preprocess = pre.kind !== "resize";
+    const digits = model.digits === true;  // the server says how its inputs are prepared
+    $("draw-card").hidden = c !== 1;  // an RGB network is shown photos, not drawings
+    $("draw-title").textContent = digits ? "Draw your number here" : "Draw an item here";
+    $("hint").textContent = digits ? "Draw one digit, big or small, anywhere: it is centred the way MNIST was."
+      : `Draw one item filling the square: this network was trained on whole ${h}×${w} pictures.`;
+    $("fed-caption").textContent = digits && state.preprocess
+      ? `fed to the network: ink box scaled into 20×20, centred by centre of mass in ${h}×${w}`
+      : `fed to the network: the whole image resized to ${h}×${w}` + (c === 3 ? " (RGB)" : "");
+    const n = model.layers.filter((l) => l.kind !== "input").length;
+    const rand = model.random_weights ? " · RANDOM WEIGHTS: untrained, its answers mean nothing" : "";
+    $("model-info").textContent = `${model.model} · ${model.dataset || (model.random_weights ? "no run" : model.origin) || "?"} · ${c}×${h}×${w} · ${n} layers${rand}`;
+    $("model-info").classList.toggle("random", !!model.random_weights);
+    $("graph-note").textContent = model.graph_note || "";
+    document.body.dataset.modelVersion = String(model.version);
+    document.dispatchEvent(new CustomEvent("cs:model", { detail: model }));  // units.js forgets the old layers
+    return model;
+  }
+
   async function start() {
     clearCanvas();
     CS.paintScale($("scale"));
     CS.initArith();
     $("colour-mode").addEventListener("change", (ev) => { CS.net.setMode(ev.target.value); scaleText(); });
     try {
-      const model = await CS.engine.model();
-      CS.net.build(model, $("network"), $("toggles"), $("graph"));
-      buildBars(model.classes);
-      const pre = model.preprocessing || {};
-      const [c, h, w] = model.input_size;
-      state.preprocess = pre.kind !== "resize";
-      const digits = pre.kind === "digits" || (model.dataset || "").includes("mnist") && !(model.dataset || "").includes("fashion");
-      if (c !== 1) {
-        $("draw-card").hidden = true;  // an RGB network is shown photos, not drawings
-      } else if (!digits) {
-        $("draw-title").textContent = "Draw an item here";
-        $("hint").textContent = `Draw one item filling the square: this network was trained on whole ${h}×${w} pictures.`;
-      }
-      $("fed-caption").textContent = digits && state.preprocess
-        ? `fed to the network: ink box scaled into 20×20, centred by centre of mass in ${h}×${w}`
-        : `fed to the network: the whole image resized to ${h}×${w}` + (c === 3 ? " (RGB)" : "");
-      const n = model.layers.filter((l) => l.kind !== "input").length;
-      const rand = model.random_weights ? " · RANDOM WEIGHTS: untrained, its answers mean nothing" : "";
-      $("model-info").textContent = `${model.model} · ${model.dataset || (model.random_weights ? "no run" : model.origin) || "?"} · ${c}×${h}×${w} · ${n} layers${rand}`;
-      $("model-info").classList.toggle("random", !!model.random_weights);
-      if (model.graph_note) $("graph-note").textContent = model.graph_note;
+      await loadModel();
       // an engine that cannot compute Grad-CAM (a static site without its gradient graph) says why
       const noCam = CS.engine.gradcamUnavailable ? await CS.engine.gradcamUnavailable() : null;
       if (noCam) {

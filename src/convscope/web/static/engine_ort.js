@@ -1,18 +1,24 @@
 // The in-browser engine: the same interface as engine.js (health, model, predict, layer,
 // weights, samples), answered from the static site's files (model.json, model.onnx,
-// weights.json, samples.json) with ONNX Runtime Web. It computes what the server's
-// Explorer.compute does, step for step, so the page cannot tell the two apart; after the
-// files are loaded no request leaves the page. Loaded only by a site (`convscope site`),
-// before engine.js, which then keeps this engine (`CS.engine = CS.engine || ...`).
+// weights.json, samples.json) with ONNX Runtime Web. It computes what the server's engine
+// answers, step for step, so the page cannot tell the two apart; after the files are loaded
+// no request leaves the page. Loaded only by a site (`convscope site`), before engine.js,
+// which then keeps this engine (`CS.engine = CS.engine || ...`).
+// Its rules on requests (size limits, the texts of refusals and warnings) are rules.js's,
+// with the limits and facts the model description sends (model.json: "limits", "digits").
 "use strict";
 
-(function () {
-  const CS = (window.CS = window.CS || {});
-  if (!window.ort) return;  // onnxruntime-web is missing: engine.js talks to a server instead
+(function (root) {
   const f32 = Math.fround;
   const MAX_PAGE_MAPS = 256;
 
   const fail = (message) => { throw new Error(message); };
+
+  const { checkDecoded, checkURL, fromList, requestKind, warnings } = root.CS.rules;  // rules.js: the server's texts
+  const CS = root.CS;
+  if (!root.ort) return;  // onnxruntime-web is missing: engine.js talks to a server instead
+  const ort = root.ort;
+
   async function getJSON(url) {
     const res = await fetch(url);
     if (!res.ok) fail(`${url}: ${res.status} ${res.statusText}`);
@@ -27,6 +33,7 @@
       ort.env.wasm.wasmPaths = { mjs: here("ort-wasm-simd-threaded.js"), wasm: here("ort-wasm-simd-threaded.wasm") };
       const [m, weights, samples, wrong] = await Promise.all([getJSON("model.json"), getJSON("weights.json"),
         getJSON("samples.json"), getJSON("samples_wrong.json")]);
+      for (const key of ["limits", "digits", "version"]) if (m.description[key] === undefined) fail(`model.json has no "${key}": build the site again with this convscope`);
       const cam = m.description.site.gradcam || {};
       // both graphs are fetched while the page loads: nothing is requested after that
       const [session, camSession] = await Promise.all([
@@ -39,33 +46,18 @@
 
   // ---- images in ------------------------------------------------------------------------
   // -> {rgba, h, w}: the decoded bytes, for CS.preprocess.prepareRGBA
-  async function decode(url, { file = false } = {}) {
-    if (typeof url !== "string" || !url.startsWith("data:image/")) fail('send a "data:image/...;base64," URL');
+  async function decode(url, limits, { file = false } = {}) {
+    checkURL(file ? "file" : "png", url);
     const img = new Image();
     img.src = url;
     try { await img.decode(); } catch (_) { fail("the image could not be decoded; send a complete PNG, JPEG, WebP, BMP or GIF file"); }
     const w = img.naturalWidth, h = img.naturalHeight;
-    if (!file && (Math.min(h, w) < 8 || Math.max(h, w) > 560)) fail(`the image is ${h}x${w}; send one from 8x8 to 560x560 pixels (scale it first)`);
+    checkDecoded(w, h, limits, { file });
     const c = document.createElement("canvas");
     c.width = w; c.height = h;
     const ctx = c.getContext("2d", { willReadFrequently: true });
     ctx.drawImage(img, 0, 0);
     return { rgba: ctx.getImageData(0, 0, w, h).data, h, w };
-  }
-
-  function fromList(rows) {
-    if (!Array.isArray(rows) || !rows.length || !Array.isArray(rows[0])) fail('"image" must be a non-empty 2-D list of rows');
-    const h = rows.length, w = rows[0].length;
-    if (Math.min(h, w) < 8 || Math.max(h, w) > 560) fail(`the image is ${h}x${w}; send one from 8x8 to 560x560 pixels`);
-    const gray = new Float64Array(h * w);
-    rows.forEach((row, y) => {
-      if (!Array.isArray(row) || row.length !== w) fail('"image" rows must all have the same length');
-      row.forEach((v, x) => {
-        if (typeof v !== "number" || !Number.isFinite(v) || v < 0 || v > 1) fail('"image" values must be numbers in [0, 1]');
-        gray[y * w + x] = f32(v);
-      });
-    });
-    return { gray, h, w };
   }
 
   // ---- what the server sends for a layer (encoding.encode_maps + Explorer.encode) --------------
@@ -120,42 +112,6 @@
     return out;
   }
 
-  // Explorer._tiny_or_flat: a dot or a flat stroke, seen in the raw drawing (h, w) before centring
-  function tinyOrFlat(raw, H, W) {
-    let peak = 0;
-    for (const v of raw) if (v > peak) peak = v;
-    if (peak <= 0) return null;
-    const t = f32(0.3 * peak);
-    let r0 = H, r1 = -1, c0 = W, c1 = -1;
-    for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) {
-      if (raw[y * W + x] > t) { r0 = Math.min(r0, y); r1 = Math.max(r1, y); c0 = Math.min(c0, x); c1 = Math.max(c1, x); }
-    }
-    const h = r1 - r0 + 1, w = c1 - c0 + 1, side = Math.max(H, W);
-    if (Math.max(h, w) <= 0.12 * side) {
-      return `the drawing is tiny (${h}x${w} of ${H}x${W} pixels): centring blows a dot up into a blob, and the network's answer to a blob means little`;
-    }
-    if (h <= 0.15 * w) return "a flat stroke is not a digit MNIST has (its widest digits are still taller than this)";
-    return null;
-  }
-
-  function warnings(s, shown, probs, order, raw) {
-    const out = [], pct = (p) => `${Math.round(p * 100)}%`;
-    const p1 = probs[order[0]], p2 = order.length > 1 ? probs[order[1]] : 0;
-    if (s.desc.random_weights) out.push("the network has random weights: its answers mean nothing");
-    const pre = s.config.preprocessing || {};
-    if (pre.kind === "digits") {
-      let n = 0;
-      for (const v of shown) if (pre.invert !== true ? v > f32(0.3) : v < f32(0.7)) n++;
-      const ink = n / shown.length;
-      if (ink === 0) out.push("the image is blank: there is nothing to recognise");
-      else if (ink < 0.04) out.push(`very little ink (${pct(ink)} of the pixels; MNIST digits cover 10-25%): a dot or a thin stroke is not a digit, whatever the network says`);
-      else if (raw && tinyOrFlat(raw, s.desc.input_size[1], s.desc.input_size[2])) out.push(tinyOrFlat(raw, s.desc.input_size[1], s.desc.input_size[2]));
-      else if (ink > 0.45) out.push(`a lot of ink (${pct(ink)} of the pixels; MNIST digits cover 10-25%): this does not look like one digit`);
-    }
-    if (order.length > 1 && p1 - p2 < 0.2) out.push(`the first two guesses are close (${pct(p1)} and ${pct(p2)})`);
-    return out;
-  }
-
   // ---- Explorer.compute -------------------------------------------------------------------
   // the network's input for a decoded image (rgba) or a 2-D list (gray), as the server prepares it
   function prep(img, cfg, { file = false, preprocess = true } = {}) {
@@ -201,7 +157,9 @@
       top: order.slice(0, 5).map((i) => ({ index: i, label: s.desc.classes[i], probability: probs[i] })),
       input_id: inputId, input, raw: raw ? grid(Float32Array.from(raw), H, W) : null,
       network_min: lo <= hi ? lo : 0, network_max: lo <= hi ? hi : 0,
-      layers, warnings: warnings(s, values.input.data, probs, order, raw),
+      layers, version: s.desc.version,
+      warnings: warnings({ randomWeights: s.desc.random_weights, preprocessing: s.config.preprocessing, inputSize: s.desc.input_size },
+        values.input.data, probs, order, raw),
     };
   }
 
@@ -217,24 +175,20 @@
 
   async function answer(s, request) {
     const cfg = { ...s.config, input_size: s.desc.input_size, normalization: s.desc.normalization };
-    const pre = cfg.preprocessing || {};
-    const digits = pre.kind === "digits" && s.desc.input_size[0] === 1;
-    if (request && request.sample !== undefined) {
+    const digits = s.desc.digits;  // the server's fact: inputs prepared as MNIST digits (a raw downsample beside them)
+    const { kind, preprocess } = requestKind(request || {});
+    if (kind === "sample") {
       const item = [...(s.samples.samples || []), ...(s.wrong.samples || [])].find((it) => it.index === request.sample);
       if (!item) fail(`sample ${request.sample} is not in this site (it keeps ${(s.samples.samples || []).length} test images and ${(s.wrong.samples || []).length} misclassified ones)`);
       // the image itself where the thumbnail is smaller (export/site.py)
-      const img = await decode(item.image || item.png, { file: true });
+      const img = await decode(item.image || item.png, s.desc.limits, { file: true });
       const { x, shown } = prep(img, cfg, { file: true, preprocess: false });
       const out = await compute(s, x, shown, null);
       out.sample = { index: item.index, truth: item.truth, label: item.label };
       return out;
     }
-    const preprocess = request.preprocess !== undefined ? request.preprocess : true;
-    if (typeof preprocess !== "boolean") fail('"preprocess" must be true or false');
-    const kinds = ["image", "png", "file"].filter((k) => request[k] !== undefined);
-    if (kinds.length !== 1) fail('send exactly one of "image", "png" or "file"');
-    const file = request.file !== undefined;
-    const img = request.image !== undefined ? fromList(request.image) : await decode(request.png || request.file, { file });
+    const file = kind === "file";
+    const img = kind === "image" ? fromList(request.image, s.desc.limits) : await decode(request[kind], s.desc.limits, { file });
     const { x, shown } = prep(img, cfg, { file, preprocess });
     // the plain downsample beside the fed image (the fed image itself when not preprocessing)
     const raw = digits ? (preprocess ? prep(img, cfg, { file, preprocess: false }).shown : shown) : null;
@@ -259,6 +213,7 @@
     const [id, kept] = keptInput(s, opts.input);
     const enc = encode(info, kept.values[name], { offset, limit, sort });
     enc.input_id = id;
+    enc.version = s.desc.version;
     return enc;
   }
 
@@ -306,7 +261,7 @@
       const v = peak > 0 ? f32(heat[i] / peak) : heat[i];
       q[i] = rint(f32((v < 0 ? 0 : v > 1 ? 1 : v) * 255));
     }
-    return { input_id: id, rank, target, label: s.desc.classes[target], layer: s.desc.site.gradcam.layer,
+    return { input_id: id, version: s.desc.version, rank, target, label: s.desc.classes[target], layer: s.desc.site.gradcam.layer,
       shape: [res.cam.dims[0], res.cam.dims[1]], data: base64(q) };
   }
 
@@ -320,4 +275,4 @@
     kind: "browser", timings: [],
     health, model: async () => (await load()).desc, predict, layer, weights, samples, gradcam, gradcamUnavailable,
   };
-})();
+})(typeof window !== "undefined" ? window : globalThis);

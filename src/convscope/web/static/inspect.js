@@ -29,17 +29,16 @@
     return t;
   }
 
-  // Value of the layer `l` reads, at channel c, row y, column x (null in the padding).
-  function inputValue(l, c, y, x) {
-    const prev = CS.net.byName[l.inputs[0]];
-    const [, h, w] = prev.shape;
-    if (y < 0 || x < 0 || y >= h || x >= w) return null;
-    const v = CS.net.acts[prev.name].value(c, y * w + x);
-    if (prev.kind === "input") {
-      const n = CS.net.model.normalization;
-      return (v - n.mean[c % n.mean.length]) / n.std[c % n.std.length];
-    }
-    return v;
+  // What unitmath.js reads: the layers' descriptions and the values this page holds for them.
+  // The fed image comes twice: as an 8-bit map and (small inputs) to 4 decimals; the finer one is read.
+  function context() {
+    const fed = CS.net.response && CS.net.response.input;
+    const value = (n, c, i) => {
+      if (n !== "input" || !fed) return CS.net.acts[n].value(c, i);
+      const [C, , W] = CS.net.byName.input.shape;
+      return (C === 1 ? fed : fed[c])[Math.floor(i / W)][i % W];
+    };
+    return { layer: (n) => CS.net.byName[n], value, normalization: CS.net.model.normalization };
   }
 
   // The kernel of one output channel: sent with the model for small layers, fetched otherwise.
@@ -47,7 +46,7 @@
   async function kernelOf(l, m) {
     const k = CS.net.model.kernels[l.name];
     if (k) return { shape: k.shape.slice(1), weight: k.weight[m], bias: k.bias[m] };
-    const key = `${l.name}/${m}`;
+    const key = `${CS.net.model.version}/${l.name}/${m}`;  // a new model (Train tab) has new weights
     if (!fetched[key]) fetched[key] = CS.engine.weights(l.name, m);
     const w = await fetched[key];
     return { shape: w.shape, weight: w.weight, bias: w.bias };
@@ -103,7 +102,8 @@
         holder.replaceChildren(CS.el("p", { text: `kernel ${m} (${k.shape.join("×")}${k.shape[0] > 1 ? ", one slice per input channel" : ""}), bias ${CS.fmt(k.bias)}:` }), kernelFigure(k, m));
       }).catch(() => {});
     } else if (l.kind === "maxpool" || l.kind === "avgpool") {
-      holder.append(CS.el("p", { text: `${l.kind === "maxpool" ? "the largest" : "the mean"} of a window of map ${m} of ${l.inputs[0]}; no weights.` }));
+      holder.append(CS.el("p", { text: `${l.kind === "maxpool" ? "the largest" : "the mean"} of a window of map ${m} of ${l.inputs[0]}` +
+        `${l.kind === "avgpool" && l.count_include_pad === false ? " (padding not counted)" : ""}; no weights.` }));
     } else {
       holder.append(CS.el("p", { text: `${l.kind} of ${l.inputs.join(", ")}. Click for the computation.` }));
     }
@@ -129,21 +129,16 @@
     panel().replaceChildren(out);
     if (l.kind !== "fc") { out.append(CS.el("p", { text: `${l.kind} of ${l.inputs.join(", ")}.` })); return addUnpin(out); }
     const w = await CS.engine.weights(l.name, i);
-    const src = await CS.net.load(l.inputs[0], { all: true });
-    const xs = w.weight.map((_, j) => {
-      const prev = CS.net.byName[l.inputs[0]];
-      const per = prev.shape.length === 3 ? prev.shape[1] * prev.shape[2] : prev.shape[0];
-      return prev.shape.length === 3 ? src.value(Math.floor(j / per), j % per) : src.value(0, j);
-    });
-    const terms = w.weight.map((wj, j) => ({ j, wj, x: xs[j], p: wj * xs[j] }));
-    const z = terms.reduce((a, t) => a + (Number.isFinite(t.p) ? t.p : 0), 0) + w.bias;
-    const act = l.activation === "relu" ? Math.max(0, z) : z;
-    const top = [...terms].sort((a, b) => Math.abs(b.p) - Math.abs(a.p)).slice(0, 8);
+    await CS.net.load(l.inputs[0], { all: true });
+    const r = CS.unitMath.explain(l, i, 0, 0, context(), w);
+    if (r.unexplained) { out.append(CS.el("p", { text: r.unexplained })); return addUnpin(out); }
+    const z = r.z, act = r.a;
+    const top = [...r.terms].sort((a, b) => Math.abs(b.p) - Math.abs(a.p)).slice(0, 8);
     out.dataset.z = z; out.dataset.activation = act;
     out.append(CS.el("p", { text: `${w.weight.length} weights, one per value of ${l.inputs[0]}; the largest products:` }));
-    out.append(table([top.map((t) => t.x)], {}), CS.el("p", { class: "hint", text: "× weights" }), table([top.map((t) => t.wj)], { colour: "weights" }));
+    out.append(table([top.map((t) => t.x)], {}), CS.el("p", { class: "hint", text: "× weights" }), table([top.map((t) => t.w)], { colour: "weights" }));
     out.append(CS.el("p", { class: "formula", text: `z = Σ w·x + b = ${CS.fmt(z - w.bias)} ${w.bias < 0 ? "−" : "+"} ${CS.fmt(Math.abs(w.bias))} (bias) = ${CS.fmt(z)}` +
-      (l.activation === "relu" ? ` → ReLU: ${CS.fmt(act)}` : "") }));
+      activationText(r) }));
     if (CS.net.isOutput(l)) {
       const d = CS.net.acts[l.name];
       const logits = Array.from({ length: l.shape[0] }, (_, k) => d.value(0, k));
@@ -168,86 +163,59 @@
     out.prepend(CS.el("p", { class: "pinned-note", text: "📌 pinned: hovering no longer changes this panel" }), close);
   }
 
-  function patch(l, c, y, x) {
-    const rows = [];
-    for (let ky = 0; ky < l.kernel[0]; ky++) {
-      const row = [];
-      for (let kx = 0; kx < l.kernel[1]; kx++) {
-        const pad = l.pad_before || l.padding;  // "same" padding: what the server computed for this input
-        row.push(inputValue(l, c, y * l.stride[0] - pad[0] + ky * l.dilation[0],
-          x * l.stride[1] - pad[1] + kx * l.dilation[1]));
-      }
-      rows.push(row);
-    }
-    return rows;
-  }
-
   // "0.5 − 0.2 + 1.3": terms joined with their signs (`more`: the first one gets a sign too).
   function signedSum(values, more = false) {
     return values.map((v, i) => (i === 0 && !more ? CS.fmt(v) : `${v < 0 ? "−" : "+"} ${CS.fmt(Math.abs(v))}`)).join(" ");
   }
 
-  function explainConv(l, m, y, x, out, k) {
+  // " → ReLU: max(0, z) = a", the folded activation as the server names it (empty when none)
+  function activationText(r) {
+    if (!r.activation) return "";
+    const how = CS.unitMath.ACTIVATIONS[r.activation][1];
+    return ` → ${how.replace(/z/g, CS.fmt(r.z))} = ${CS.fmt(r.a)}`;
+  }
+
+  function showConv(l, m, r, k, out) {
     const w = k.weight;
-    const per = w.length, groups = l.groups || 1;
-    const off = groups > 1 ? Math.floor(m / (l.shape[0] / groups)) * per : 0;  // grouped/depthwise: this group's inputs
-    const sums = w.map((kc, c) => {
-      const pt = patch(l, c + off, y, x);
-      return { pt, prod: pt.map((r, i) => r.map((v, j) => (v ?? 0) * kc[i][j])) };
-    });
-    sums.forEach((s) => { s.sum = s.prod.flat().reduce((a, b) => a + b, 0); });
-    const total = sums.reduce((a, s) => a + s.sum, 0);
-    const z = total + k.bias;
-    const a = l.activation === "relu" ? Math.max(0, z) : z;
     const show = (c) => CS.el("div", { class: "calc" },
-      CS.el("figure", {}, table(sums[c].pt), CS.el("figcaption", { text: c === 0 && w.length === 1 ? "input patch (normalised)" : `input patch, map ${c}` })),
+      CS.el("figure", {}, table(r.slices[c].patch), CS.el("figcaption", { text: c === 0 && w.length === 1 ? "input patch (normalised)" : `input patch, map ${r.slices[c].channel}` })),
       CS.el("span", { class: "op", text: "⊙" }),
       CS.el("figure", {}, table(w[c], { colour: "weights" }), CS.el("figcaption", { text: `kernel ${m}` + (w.length > 1 ? `, slice ${c}` : "") })),
       CS.el("span", { class: "op", text: "=" }),
-      CS.el("figure", {}, table(sums[c].prod), CS.el("figcaption", { text: `products, Σ = ${CS.fmt(sums[c].sum)}` })));
+      CS.el("figure", {}, table(r.slices[c].prod), CS.el("figcaption", { text: `products, Σ = ${CS.fmt(r.slices[c].sum)}` })));
     const holder = CS.el("div", {}, show(0));
     if (w.length > 1) {
       const sel = CS.el("select", { "aria-label": "input map" });
-      sums.forEach((s, c) => sel.append(CS.el("option", { value: c, text: `input map ${c}: Σ = ${CS.fmt(s.sum)}` })));
+      r.slices.forEach((s, c) => sel.append(CS.el("option", { value: c, text: `input map ${s.channel}: Σ = ${CS.fmt(s.sum)}` })));
       sel.addEventListener("change", () => holder.replaceChildren(show(Number(sel.value))));
       out.append(CS.el("p", { text: `${w.length} input maps, one kernel slice each; showing ` }, sel));
       out.append(CS.el("p", { class: "hint", text: "(the layer before travels as 8-bit values, so this sum is close to, not exactly, the network's)" }));
     }
     out.append(holder);
-    const terms = w.length > 1 ? signedSum(sums.map((s) => s.sum)) : CS.fmt(total);
-    const act = l.activation === "relu" ? ` → ReLU: max(0, ${CS.fmt(z)}) = ${CS.fmt(a)}` : "";
-    out.append(CS.el("p", { class: "formula", text: `dot product ${terms} ${signedSum([k.bias], true)} (bias) = ${CS.fmt(z)}${act}` }));
-    return { z, a };
+    const terms = w.length > 1 ? signedSum(r.slices.map((s) => s.sum)) : CS.fmt(r.slices[0].sum);
+    out.append(CS.el("p", { class: "formula", text: `dot product ${terms} ${signedSum([r.bias], true)} (bias) = ${CS.fmt(r.z)}${activationText(r)}` }));
   }
 
-  function explainPool(l, m, y, x, out) {
-    const pt = patch(l, m, y, x);
-    const vals = pt.flat().filter((v) => v !== null);
-    const a = l.kind === "maxpool" ? Math.max(...vals) : vals.reduce((s, v) => s + v, 0) / pt.flat().length;
-    out.append(CS.el("div", { class: "calc" }, CS.el("figure", {}, table(pt), CS.el("figcaption", { text: `window of map ${m}` }))));
-    out.append(CS.el("p", { class: "formula", text: `${l.kind === "maxpool" ? "max" : "mean"} = ${CS.fmt(a)}` }));
-    return { z: a, a };
+  function showPool(l, m, r, out) {
+    out.append(CS.el("div", { class: "calc" }, CS.el("figure", {}, table(r.patch, { pad: r.patch.map((row) => row.map((v) => v === null)) }),
+      CS.el("figcaption", { text: `window of map ${m}` }))));
+    if (r.kind === "maxpool") { out.append(CS.el("p", { class: "formula", text: `max = ${CS.fmt(r.z)}${activationText(r)}` })); return; }
+    const why = { padding: "the window, padding included (count_include_pad)", values: "the values inside the input (padding not counted)", override: "the layer's divisor_override" }[r.counted];
+    out.append(CS.el("p", { class: "formula", text: `mean = ${CS.fmt(r.sum)} / ${r.divisor} = ${CS.fmt(r.z)}${activationText(r)}` }),
+      CS.el("p", { class: "hint", text: `divided by ${r.divisor}: ${why}` }));
   }
 
-  function explainElementwise(l, m, y, x, out, bn) {
-    const i = l.shape.length === 3 ? y * l.shape[2] + x : m;
-    let z;
-    if (l.kind === "bn") {
-      const v = inputValue(l, m, y, x);
-      z = v * bn.scale + bn.shift;
-      out.append(CS.el("p", { class: "formula", text: `batch norm: ${CS.fmt(v)} × ${CS.fmt(bn.scale)} ${bn.shift < 0 ? "−" : "+"} ${CS.fmt(Math.abs(bn.shift))} = ${CS.fmt(z)}` }),
+  function showElementwise(l, m, r, out, bn) {
+    if (r.kind === "bn") {
+      out.append(CS.el("p", { class: "formula", text: `batch norm: ${CS.fmt(r.v)} × ${CS.fmt(r.scale)} ${r.shift < 0 ? "−" : "+"} ${CS.fmt(Math.abs(r.shift))} = ${CS.fmt(r.z)}${activationText(r)}` }),
         CS.el("p", { class: "hint", text: `scale = γ / √(running var + ε) = ${CS.fmt(bn.gamma)} / √(${CS.fmt(bn.var)} + ${bn.eps}); shift = β − mean × scale` }));
-    } else if (l.kind === "add") {
-      const vals = l.inputs.map((n) => CS.net.acts[n].value(m, i));
-      z = vals.reduce((a, v) => a + v, 0);
-      out.append(CS.el("p", { class: "formula", text: `${l.inputs.map((n, j) => `${n} ${CS.fmt(vals[j])}`).join(" + ")} = ${CS.fmt(z)}` }));
+    } else if (r.kind === "add" || r.kind === "mul") {
+      out.append(CS.el("p", { class: "formula", text: `${r.names.map((n, j) => `${n} ${CS.fmt(r.vals[j])}`).join(r.kind === "add" ? " + " : " × ")} = ${CS.fmt(r.z)}${activationText(r)}` }));
+    } else if (r.kind === "concat") {
+      out.append(CS.el("p", { class: "formula", text: `map ${m} of the concatenation is map ${r.channel} of ${r.from}: ${CS.fmt(r.z)}${activationText(r)}` }));
     } else {
-      out.append(CS.el("p", { text: `${l.kind} of ${l.inputs.join(", ")} (no arithmetic to write out here).` }));
-      z = CS.net.acts[l.name].value(m, i);
+      out.append(CS.el("p", { class: "formula", text: `${l.inputs[0]} ${CS.fmt(r.v)}${activationText(r)}` }));
     }
-    const a = l.activation === "relu" ? Math.max(0, z) : z;
-    if (l.activation === "relu") out.append(CS.el("p", { class: "formula", text: `→ ReLU: max(0, ${CS.fmt(z)}) = ${CS.fmt(a)}` }));
-    return { z, a };
   }
 
   ins.explain = async function (l, m, y, x) {
@@ -258,12 +226,15 @@
       CS.el("span", { class: "hint", text: "its window on the input" })));
     // every map the unit reads, in full
     for (const name of l.inputs) await CS.net.load(name, { all: true });
-    let r;
-    if (l.kind === "conv") r = explainConv(l, m, y, x, out, await kernelOf(l, m));
-    else if (l.kind === "maxpool" || l.kind === "avgpool") r = explainPool(l, m, y, x, out);
-    else r = explainElementwise(l, m, y, x, out, l.kind === "bn" ? await CS.engine.weights(l.name, m) : null);
+    const weights = l.kind === "conv" ? await kernelOf(l, m) : l.kind === "bn" ? await CS.engine.weights(l.name, m) : null;
+    const r = CS.unitMath.explain(l, m, y, x, context(), weights);
+    if (r.unexplained) out.append(CS.el("p", { text: `${r.unexplained}; the network's value is shown below.` }));
+    else if (r.kind === "conv") showConv(l, m, r, weights, out);
+    else if (r.kind === "maxpool" || r.kind === "avgpool") showPool(l, m, r, out);
+    else showElementwise(l, m, r, out, weights);
     const net = CS.net.acts[l.name].value(m, y * l.shape[2] + x);
-    out.dataset.z = r.z; out.dataset.activation = r.a; out.dataset.network = net;
+    if (!r.unexplained) { out.dataset.z = r.z; out.dataset.activation = r.a; }
+    out.dataset.network = net;
     out.append(CS.el("p", { class: "hint", text: `the network's own value: ${CS.fmt(net)} (sent as 8 bits of its map's range)` }));
     addUnpin(out);
     panel().replaceChildren(out);

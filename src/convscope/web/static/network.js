@@ -15,19 +15,21 @@
   function geometryText(l) {
     if (l.kind === "input") return `${l.shape.join("×")} · what the network is fed (normalisation undone)`;
     const act = l.activation ? ` · then ${l.activation === "relu" ? "ReLU" : l.activation}` : "";
+    const padText = l.padding_mode === "same_tf" ? "same (TF)" : Array.isArray(l.padding) ? (l.padding.length === 4 ? l.padding.join("/") : l.padding[0]) : l.padding;
+    const poolText = (l.ceil_mode ? ", ceil mode" : "") + (l.kind === "avgpool" && l.count_include_pad === false && padText ? ", padding not counted" : "");
     const cost = ` · ${fmtInt(l.params || 0)} params · ${l.macs === null || l.macs === undefined ? "?" : fmtInt(l.macs)} MACs`;
     const rf = l.whole_input ? "sees the whole input" : `receptive field ${l.rf[0]}×${l.rf[1]}`;
     let what = l.kind;
     if (l.kind === "fc") what = `fully connected, ${l.shape[0]} units`;
+    else if (l.adaptive || l.global) what = `adaptive ${l.kind === "maxpool" ? "max" : "average"} pool to ${l.shape.slice(1).join("×")}`;
     else if (l.kernel) {
       const k = `${l.kernel[0]}×${l.kernel[1]}`;
-      const pad = l.padding === "same" ? "same" : l.padding[0];
-      what = l.kind === "conv" ? `conv ${k}, stride ${l.stride[0]}, padding ${pad}${l.depthwise ? ", depthwise" : l.groups > 1 ? `, ${l.groups} groups` : ""}`
-        : `${l.kind === "maxpool" ? "max" : "average"} pool ${k}, stride ${l.stride[0]}`;
+      const dil = l.dilation && l.dilation[0] > 1 ? `, dilation ${l.dilation[0]}` : "";
+      what = l.kind === "conv" ? `conv ${k}, stride ${l.stride[0]}, padding ${padText}${dil}${l.depthwise ? ", depthwise" : l.groups > 1 ? `, ${l.groups} groups` : ""}`
+        : `${l.kind === "maxpool" ? "max" : "average"} pool ${k}, stride ${l.stride[0]}, padding ${padText}${poolText}`;
     } else if (l.kind === "add") what = `addition of ${l.inputs.join(" + ")}`;
     else if (l.kind === "concat") what = `concatenation of ${l.inputs.length} inputs along the channels`;
     else if (l.kind === "bn") what = "batch norm";
-    else if (l.global) what = "global pool";
     const folded = l.folded.length ? ` · also runs: ${l.folded.join(", ")}` : "";
     return `${what}${act} · ${l.shape.join("×")} · ${rf}${cost}${folded}`;
   }
@@ -230,6 +232,7 @@
     pending[name] = true;
     try {
       const layer = await CS.engine.layer(name, { input: id, offset: 0, limit: Math.max(1, n), sort });
+      if (CS.changedModel && await CS.changedModel(layer)) return null;  // another model's values: never drawn on this one
       if (!net.response || net.response.input_id !== id) return null;
       net.acts[name] = CS.decodeLayer(layer);
       net.views[name].stale = false;

@@ -251,31 +251,11 @@
     return { x, shown };
   }
 
-  // RGBA bytes (from a canvas) -> grey floats in [0, 1], as the server reads an image:
-  // opaque images by ITU-R 601 luma; transparent ones composited onto black (a PNG drawing,
-  // encoding.image_from_png) or, for uploaded files, onto the background that shows the ink.
-  function rgbaToGray(rgba, w, h, { file = false } = {}) {
-    const n = w * h, g = new Float64Array(n);
-    let opaque = true;
-    for (let i = 0; i < n; i++) if (rgba[4 * i + 3] !== 255) { opaque = false; break; }
-    const luma = (i) => f32(f32(f32(rgba[4 * i] / 255) * f32(0.299)) + f32(f32(rgba[4 * i + 1] / 255) * f32(0.587)) + f32(f32(rgba[4 * i + 2] / 255) * f32(0.114)));
-    if (opaque) {
-      // a file: Pillow's convert("L") (fixed point); a drawing: image_from_png's float luma
-      for (let i = 0; i < n; i++) g[i] = file ? f32(((rgba[4 * i] * 19595 + rgba[4 * i + 1] * 38470 + rgba[4 * i + 2] * 7471 + 0x8000) >> 16) / 255) : luma(i);
-      return g;
-    }
-    let background = 0;
-    if (file) {
-      let weight = 0, sum = 0;
-      for (let i = 0; i < n; i++) { const a = rgba[4 * i + 3] / 255; weight += a; sum += luma(i) * a; }
-      background = weight > 0 && sum / weight < 0.5 ? 1 : 0;
-    }
-    for (let i = 0; i < n; i++) {
-      const a = rgba[4 * i + 3] / 255;
-      const v = luma(i) * a + background * (1 - a);
-      g[i] = v < 0 ? 0 : v > 1 ? 1 : v;
-    }
-    return g;
+  // RGBA bytes (from a canvas) -> grey floats in [0, 1], as the server reads any image
+  // (data/preprocess.py to_gray): Pillow's to_mode(img, 1) / 255, transparency flattened onto the
+  // background that shows the ink and rounded to 8 bits there, drawing or uploaded file alike.
+  function rgbaToGray(rgba, w, h) {
+    return Float64Array.from(pillowPlanes(rgba, w, h, 1)[0], (v) => f32(v / 255));
   }
 
   // Pillow's to_mode(img, channels) on RGBA bytes: a transparent image flattened onto the
@@ -315,7 +295,7 @@
    */
   function prepareRGBA(rgba, w, h, config, { file = false, preprocess = true } = {}) {
     const pre = config.preprocessing || {};
-    if (pre.kind === "digits") return prepare(rgbaToGray(rgba, w, h, { file }), h, w, config, preprocess);
+    if (pre.kind === "digits") return prepare(rgbaToGray(rgba, w, h), h, w, config, preprocess);
     return resized(pillowPlanes(rgba, w, h, config.input_size[0]), h, w, config);
   }
 

@@ -104,5 +104,8 @@
     open(name, Number(canvas.dataset.map));
   });
 
+  // a new model (the Train tab swapped a run in: app.js's "cs:model") has other layers and units
+  document.addEventListener("cs:model", () => { layers = null; wanted = null; const p = document.getElementById("units-panel"); if (p) p.hidden = true; });
+
   CS.units = { open };
 })();
