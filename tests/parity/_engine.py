@@ -1,8 +1,8 @@
 """The parity tests' one door to the Python engine.
 
-Issue 22 rebuilds the engine (`web/inference.py` -> `web/engine.py` over an immutable
-`web/snapshot.Snapshot`; requests read in `web/decode.py`): `build_engine` and the few calls
-below take whichever of the two this tree has; no test file names the engine itself.
+The engine is `web/engine.py`'s Explorer over an immutable `web/snapshot.Snapshot`; requests
+are read in `web/decode.py`. No test file names the engine itself: if these names move, only
+this file changes.
 """
 from __future__ import annotations
 
@@ -24,28 +24,20 @@ LAYER_FACTS = {  # per layer kind: the keys the page reads instead of guessing
 
 def build_engine(model: nn.Module, config: dict[str, Any]) -> Any:
     """THE adapter: the explorer's engine for `model` and its run config."""
-    try:
-        from convscope.web.engine import Explorer
-    except ImportError:  # the engine before issue 22
-        from convscope.web.inference import Explorer
+    from convscope.web.engine import Explorer
+
     return Explorer(model, config)
 
 
 def _forward(engine: Any, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor], Any]:
     """(logits, node values, the object whose value(values, name) reads a layer's shown value)."""
-    snap = getattr(engine, "snapshot", None)
-    if snap is not None:
-        out, values = snap.forward(x)
-        return out, values, snap
-    out, values = engine._forward(x)
-    return out, values, engine
+    out, values = engine.snapshot.forward(x)
+    return out, values, engine.snapshot
 
 
 def _decode():
-    try:
-        from convscope.web import decode
-    except ImportError:
-        from convscope.web import encoding as decode
+    from convscope.web import decode
+
     return decode
 
 
@@ -78,9 +70,7 @@ def unit_weights(engine: Any, name: str, unit: int) -> dict[str, Any]:
 
 def prepared(engine: Any, image: Any, preprocess: bool) -> np.ndarray:
     """The normalised input the engine feeds for an image (flat float32)."""
-    snap = getattr(engine, "snapshot", None)
-    x = snap.prepare(image, preprocess=preprocess)[0] if snap is not None else engine.prepare(image, preprocess=preprocess)
-    return x.numpy().ravel()
+    return engine.snapshot.prepare(image, preprocess=preprocess)[0].numpy().ravel()
 
 
 def answer(engine: Any, image: Any, preprocess: bool) -> dict[str, Any]:
@@ -90,10 +80,7 @@ def answer(engine: Any, image: Any, preprocess: bool) -> dict[str, Any]:
 
 def answer_body(engine: Any, body: dict[str, Any]) -> dict[str, Any]:
     """What POST /api/predict answers for a request body (raises the InputError it refuses with)."""
-    if hasattr(engine, "snapshot"):
-        return engine.predict(body)
-    image, preprocess = _decode().image_from_request(body)
-    return engine.predict(image, preprocess=preprocess)
+    return engine.predict(body)
 
 
 def input_error() -> type:
@@ -104,7 +91,7 @@ def input_error() -> type:
 def refusal(body: dict[str, Any]) -> str | None:
     """The one line the server answers a request body with, or None when it takes it."""
     decode = _decode()
-    read = getattr(decode, "read_request", None) or decode.image_from_request
+    read = decode.read_request
     try:
         read(body)
     except decode.InputError as exc:

@@ -211,8 +211,8 @@ class Trainer:
             message = f"finished: {self.run}"
             if self.on_done is not None:
                 try:
-                    self.on_done(self.run)
-                    self._add({"type": "opened", "run": self.run})
+                    opened = self.on_done(self.run)
+                    self._add({"type": "opened", "run": self.run, "version": getattr(opened, "version", None)})
                     message += " is open in the explorer"
                 except Exception as exc:  # noqa: BLE001  (the training is fine; only the explorer could not load it)
                     self._add({"type": "error", "message": f"trained, but the explorer could not open "
@@ -290,13 +290,13 @@ def shutdown_all() -> None:
 
 # ---- routes -------------------------------------------------------------------------------
 
-def _open_run(app: Any, run: str) -> None:
+def _open_run(app: Any, run: str) -> Any:
     """Hand the finished run to the explorer (`app.state.open_run`, which loads it aside and
-    swaps the explorer's model slot under the engine's lock)."""
+    swaps the explorer's model slot under the engine's lock): the snapshot now shown."""
     open_run = getattr(app.state, "open_run", None)
     if open_run is None:
         raise RuntimeError("the explorer cannot open runs")
-    open_run(run)
+    return open_run(run)
 
 
 def trainer_for(app: Any) -> Trainer:

@@ -180,6 +180,7 @@
     } else if (e.type === "opened") {
       section.dataset.opened = e.run;
       setStatus(`done · update ${S.updates} · ${e.run} is open in the explorer`);
+      if (window.CS.changedModel && e.version != null) window.CS.changedModel({ version: e.version });  // the new network's graph, at once
     } else if (e.type === "error") {
       $("tr-error").textContent = e.message;
     }
