@@ -139,7 +139,7 @@ def test_serve_starts_prints_its_address_and_answers(tmp_path, workers):
             except OSError:
                 time.sleep(0.2)
         batching = health.pop("batching")
-        assert health == {"status": "ok", "model": "lenet5", "run": run.name, "dataset": "mnist",
+        assert health == {"status": "ok", "model": "lenet5", "version": 1, "run": run.name, "dataset": "mnist",
                           "classes": [str(i) for i in range(10)], "random_weights": False, "origin": run.name}
         assert batching["max_batch"] == 32
         # one server process computes its answers in answer processes (one per core here)

@@ -248,7 +248,7 @@
     document.querySelectorAll(".view").forEach((v) => { v.hidden = v.id !== tab.dataset.view; });
   }));
 
-  // /api/model: the network, its bars, the drawing card and the header, all from the server's facts
+  // the model description (engine.model()): the network, its bars, the drawing card and the header, all from the server's facts
   async function loadModel() {
     const model = await CS.engine.model();
     CS.net.build(model, $("network"), $("toggles"), $("graph"));
