@@ -237,7 +237,7 @@ def test_only_engine_js_talks_to_the_network():
     static = Path(__file__).resolve().parents[2] / "src" / "convscope" / "web" / "static"
     for js in static.glob("*.js"):
         text = js.read_text()
-        calls = re.findall(r"\bfetch\s*\(|XMLHttpRequest|/api/", text)
+        calls = re.findall(r"\bfetch\s*\(|XMLHttpRequest|EventSource\s*\(|[\"'`]/api/", text)  # a call or a URL
         if js.name == "engine.js":
             assert calls, "engine.js makes the requests"
         elif js.name == "engine_ort.js":  # the in-browser engine reads the static site's own files
