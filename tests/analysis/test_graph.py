@@ -17,11 +17,12 @@ from torch import nn
 
 from convscope.analysis import graph as graphs
 from convscope.analysis import summary
+from convscope.analysis.layer_facts import ACTIVATIONS
 from convscope.analysis.receptive import Field
 from convscope.analysis.rf_measure import Span, measure, measure_receptive_field, predicted
 from convscope.models import create_model, list_models
 
-SMALL = 30        # a model with at most this many spatial nodes is checked at every node
+SMALL = 20        # a model with at most this many spatial layers is checked at every one
 CAP = 64          # measure at min(native, CAP) pixels (but never below what the model accepts)
 # Inputs the zoo models need: a fixed-size classifier head takes its native size only.
 NATIVE_ONLY = {"lenet5", "lenet5_harley", "convnet_small", "convnet_wide"}
@@ -42,7 +43,9 @@ def _size(name: str) -> tuple[int, int, int]:
 def _sample(g: graphs.LayerGraph) -> list[graphs.GraphNode]:
     """Every spatial node of a small graph; else the first, middle and last, the first, middle and
     last join (add/concat), and the first node of each padding rule (TF-same, explicit pad)."""
-    spatial = [n for n in g.nodes.values() if n.kind != "input" and len(n.shape) == 3 and not n.field.whole]
+    # a unary elementwise node (activation, batch norm, dropout) has its input's field: skip it
+    spatial = [n for n in g.nodes.values() if n.kind not in ("input", "bn", "layout", *ACTIVATIONS)
+               and len(n.shape) == 3 and not n.field.whole]
     if len(spatial) <= SMALL:
         return spatial
     joins = [n for n in spatial if n.kind in ("add", "concat", "mul")]
@@ -61,7 +64,26 @@ def _units(node: graphs.GraphNode) -> list[tuple[str, int, int]]:
     return [(node.name, y, x) for y, x in sorted(cells)]
 
 
-@pytest.mark.parametrize("name", list_models())
+def _expected(g: graphs.LayerGraph, name: str, y: int, x: int, size) -> tuple[Span, Span] | None:
+    """What the field predicts for unit (y, x) of node `name`; a unit an explicit pad added (a row
+    of zeros, nasnet's shifted path) reads no pixel at all."""
+    node = g.nodes[name]
+    if node.kind == "pad":
+        left, _, top, _ = node.facts["pad"]
+        src = g.nodes[node.inputs[0]].shape[1:]
+        if not (0 <= y - top < src[0] and 0 <= x - left < src[1]):
+            return None
+    return predicted(node.field, y, x, size[1:], node.reach)
+
+
+# The biggest members of a family: the same blocks as a smaller member (densenet121, inception_v4,
+# nasnet_a_mobile, resnet50, resnext50_32x4d) at several times the cost; still run (marked slow).
+HEAVY = {"densenet161", "densenet169", "densenet201", "inception_resnet_v2", "nasnet_a_large", "resnet101",
+         "resnet152", "resnext101_32x8d"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n
+                                  for n in list_models()])
 def test_fields_equal_the_gradient_measurement_on_every_zoo_model(name):
     size = _size(name)
     torch.manual_seed(0)
@@ -71,12 +93,14 @@ def test_fields_equal_the_gradient_measurement_on_every_zoo_model(name):
     assert nodes, f"{name}: no spatial node at {size}"
     units = [u for n in nodes for u in _units(n)]
     got = measure(model, size, units)
-    want = [predicted(g.field(node), y, x, size[1:], g.nodes[node].reach) for node, y, x in units]
+    want = [_expected(g, node, y, x, size) for node, y, x in units]
     wrong = [(u, m, p, g.field(u[0])) for u, m, p in zip(units, got, want) if m != p]
     assert not wrong, f"{name} at {size}: {len(wrong)} of {len(units)} units differ, e.g. {wrong[:2]}"
-    # the measurement is not blind: the first node's units see less than the whole input
+    # the measurement is not blind: the first node's units see less than the whole input, and
+    # a unit sees nothing only where its window lies in the padding
     whole = (Span(0, size[1] - 1), Span(0, size[2] - 1))
     assert any(m != whole for m in got[:4]), f"{name}: every measured unit sees the whole input"
+    assert sum(m is None for m in got) <= len(got) // 4
 
 
 class Offset(nn.Module):
@@ -184,3 +208,54 @@ def test_summary_keeps_its_pinned_numbers():
                                   ("resnet50", "layer4.2.add", 427, 32)]:
         row = summary(name).row(layer)
         assert (row.receptive_field, row.jump) == (rf, jump), name
+
+
+class Facts(nn.Module):
+    """One of each fact the page needs: a folded LeakyReLU(0.2), a ceil-mode max pool, an
+    average pool that leaves its padding out with a divisor override, an adaptive pool that is
+    not global, an activation with two readers (not folded), a TF-same strided conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from convscope.models.nasnet import Conv2dSame
+
+        self.conv = nn.Conv2d(1, 4, 3, padding=1, dilation=1, groups=1)
+        self.act = nn.LeakyReLU(0.2)
+        self.pool = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        self.avg = nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False, divisor_override=None)
+        self.avg2 = nn.AvgPool2d(2, divisor_override=3)
+        self.same = Conv2dSame(4, 4, 3, stride=2, groups=4, bias=False)
+        self.gate = nn.Sigmoid()
+        self.adapt = nn.AdaptiveAvgPool2d(2)
+
+    def forward(self, x):
+        x = self.avg(self.pool(self.act(self.conv(x))))
+        s = self.same(self.avg2(x))
+        return self.adapt(self.gate(s) * s)  # `same` has two readers: the sigmoid stays a node
+
+
+def test_every_layer_dict_carries_the_facts_the_page_needs():
+    from convscope.capture import capture_graph
+    from convscope.web.graph import Graph
+
+    model = Facts().eval()
+    explorer = Graph(model)
+    _, values = capture_graph(explorer.gm, torch.zeros(1, 1, 23, 23))
+    layers = {layer["name"]: layer for layer in explorer.build(values, (1, 23, 23))}
+    conv = layers["conv"]
+    assert (conv["activation"], conv["negative_slope"]) == ("leakyrelu", 0.2)
+    assert (conv["padding"], conv["dilation"], conv["groups"], conv["padding_mode"]) == ([1, 1], [1, 1], 1, "zeros")
+    assert layers["pool"]["ceil_mode"] is True and layers["pool"]["shape"] == [4, 11, 11]
+    assert (layers["avg"]["count_include_pad"], layers["avg"]["divisor_override"]) == (False, None)
+    assert layers["avg2"]["divisor_override"] == 3 and layers["avg2"]["count_include_pad"] is True
+    same = layers["same"]
+    # input 5 x 5, k 3, s 2: 3 outputs, (3 - 1) 2 + 3 - 5 = 2 pixels of padding: one before, one after
+    assert (same["padding_mode"], same["padding"], same["pad_before"]) == ("same_tf", [1, 1, 1, 1], [1, 1])
+    assert same["depthwise"] is True and same["groups"] == 4
+    assert layers["gate"]["kind"] == "sigmoid" and layers["gate"]["activation"] is None  # two readers
+    adapt = layers["adapt"]
+    assert (adapt["adaptive"], adapt["kernel"], adapt["stride"], adapt["global"]) == (True, [2, 2], [1.5, 1.5], False)
+    for layer in layers.values():  # every key the page reads today
+        assert {"name", "kind", "inputs", "shape", "activation", "folded", "kernel", "stride", "padding",
+                "dilation", "groups", "rf", "jump", "start", "whole_input", "op", "module"} <= set(layer) or \
+            layer["name"] == "input"

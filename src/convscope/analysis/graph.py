@@ -44,6 +44,7 @@ ACTIVATION_METHODS = {"relu": "relu", "relu_": "relu", "sigmoid": "sigmoid", "ta
                       "tanh_": "tanh"}
 LAYOUT_FUNCTIONS = (torch.flatten, torch.reshape)
 LAYOUT_METHODS = ("flatten", "view", "reshape", "contiguous", "squeeze", "unsqueeze")
+PARAMETRIZED = ("leakyrelu", "elu", "hardtanh", "gelu")  # activations with parameters the page needs
 PAD_MODULES = (nn.ZeroPad2d, nn.ConstantPad2d, nn.ReflectionPad2d, nn.ReplicationPad2d)
 
 
@@ -172,6 +173,20 @@ class LayerGraph:
     def field(self, name: str) -> Field | None:
         return self.nodes[name].field
 
+    def node_of(self, layer: str) -> str:
+        """The fx node name of `layer`: an fx node name, a leaf module's name (its first call), or a
+        container's name (the last node made inside it: its output)."""
+        if layer in self.nodes:
+            return layer
+        for node in self.nodes.values():
+            if node.module == layer:
+                return node.name
+        inside = [n.name for n in self.nodes.values()
+                  if (n.module or "").startswith(layer + ".") or (n.scope + ".").startswith(layer + ".")]
+        if not inside:
+            raise KeyError(f"no layer {layer!r} in the graph")
+        return inside[-1]
+
     def _node(self, node: fx.Node, modules: dict[str, nn.Module], shape: tuple[int, ...]) -> GraphNode:
         if node.op == "placeholder":
             return GraphNode(node.name, "input", (), shape, None, "", {}, Field(),
@@ -187,7 +202,7 @@ class LayerGraph:
             facts = (window(stand_in, in_hw, shape[1:] if len(shape) == 3 else None) or {}) if stand_in else {}
         elif kind == "pad":
             facts = {"pad": _pad_amounts(mod, node)}
-        else:
+        elif kind in PARAMETRIZED:  # only these read the call's arguments (binding a signature costs)
             facts = activation_facts(kind, mod, call_kwargs(node) if mod is None else None)
         field = node_field(kind, facts, [(s.field, s.shape) for s in srcs], shape)
         return GraphNode(node.name, kind, inputs, shape, node.target if mod is not None else None,
