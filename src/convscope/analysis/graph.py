@@ -201,7 +201,7 @@ class LayerGraph:
             stand_in = mod if mod is not None else functional_module(node.target, call_kwargs(node))
             facts = (window(stand_in, in_hw, shape[1:] if len(shape) == 3 else None) or {}) if stand_in else {}
         elif kind == "pad":
-            facts = {"pad": _pad_amounts(mod, node)}
+            facts = {"pad": pad_amounts(mod, node)}
         elif kind in PARAMETRIZED:  # only these read the call's arguments (binding a signature costs)
             facts = activation_facts(kind, mod, call_kwargs(node) if mod is None else None)
         field = node_field(kind, facts, [(s.field, s.shape) for s in srcs], shape)
@@ -226,9 +226,10 @@ def node_reach(field: Field | None, reaches: Sequence[Any], shape: Sequence[int]
     return tuple(out)
 
 
-def _pad_amounts(mod: nn.Module | None, node: fx.Node) -> list[int] | None:
-    """(left, right, top, bottom) of explicit padding, as F.pad takes it (negative: cropping)."""
-    pad = getattr(mod, "padding", None) if mod is not None else call_kwargs(node).get("pad")
+def pad_amounts(mod: nn.Module | None, node: fx.Node | None = None) -> list[int] | None:
+    """(left, right, top, bottom) of explicit padding, as F.pad takes it (negative: cropping), from a
+    padding module or an F.pad call."""
+    pad = getattr(mod, "padding", None) if mod is not None else call_kwargs(node).get("pad") if node else None
     if pad is None:
         return None
     pad = [int(v) for v in (pad if isinstance(pad, (list, tuple)) else (pad,) * 4)]

@@ -26,7 +26,7 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from convscope.analysis.graph import LayerGraph, module_kind, node_field, shapes_of, trace
+from convscope.analysis.graph import LayerGraph, module_kind, node_field, pad_amounts, shapes_of, trace
 from convscope.analysis.layer_facts import ACTIVATIONS, activation_facts, window
 from convscope.analysis.receptive import Field
 
@@ -116,7 +116,7 @@ class Graph:
             prev = layers[-1]
             facts = window(mod, prev["shape"][1:] if len(prev["shape"]) == 3 else None,
                            list(value.shape[2:]) if value.dim() == 4 else None) or {}
-            facts = facts or activation_facts(kind, mod)
+            facts = facts or ({"pad": pad_amounts(mod)} if kind == "pad" else activation_facts(kind, mod))
             field = node_field(kind, facts, [(prev["_field"], prev["shape"])], list(value.shape[1:]))
             layer = _layer(name, kind, [prev["name"]], list(value.shape[1:]), name.rpartition(".")[0], field)
             layer.update(facts, op=type(mod).__name__, module=name)
