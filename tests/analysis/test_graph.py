@@ -77,9 +77,10 @@ def _expected(g: graphs.LayerGraph, name: str, y: int, x: int, size) -> tuple[Sp
 
 
 # The biggest members of a family: the same blocks as a smaller member (densenet121, inception_v4,
-# nasnet_a_mobile, resnet50, resnext50_32x4d) at several times the cost; still run (marked slow).
+# nasnet_a_mobile, resnet50, resnext50_32x4d), and VGG with batch norm (the geometry of VGG without
+# it), at several times the cost; still run by `make test` (marked slow, never skipped).
 HEAVY = {"densenet161", "densenet169", "densenet201", "inception_resnet_v2", "nasnet_a_large", "resnet101",
-         "resnet152", "resnext101_32x8d"}
+         "resnet152", "resnext101_32x8d", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n
