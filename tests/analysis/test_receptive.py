@@ -1,54 +1,31 @@
-"""Receptive fields: the tracker against a gradient measurement and published values.
+"""Receptive fields: the one layer graph against a gradient measurement and published values.
 
-The oracle: give every weight a positive constant (so nothing cancels), swap
-max pooling for average pooling of the same geometry (max pooling passes a
-gradient to one pixel per window only), and see which input pixels get a
-nonzero gradient from one central output unit.
+The oracle (`convscope.analysis.rf_measure`): give every weight a positive constant (so nothing
+cancels), make activations linear, run max pooling as average pooling of the same geometry (max
+pooling passes a gradient to one pixel per window only), and see which input pixels get a
+nonzero gradient from one central output unit and the unit after it: size, jump and start.
 """
 from __future__ import annotations
-
-import copy
 
 import pytest
 import torch
 import torchvision
 from torch import nn
 
+from convscope.analysis import graph as graphs
 from convscope.analysis import summary
 from convscope.analysis.receptive import Field, chain, merge
+from convscope.analysis.rf_measure import measure, measure_receptive_field
 from convscope.models import create_model, list_models
-
-
-def _positive(model: nn.Module) -> nn.Module:
-    model = copy.deepcopy(model).double().eval()
-    for name, mod in list(model.named_modules()):
-        for child_name, child in list(mod.named_children()):
-            if isinstance(child, nn.MaxPool2d):
-                setattr(mod, child_name, nn.AvgPool2d(child.kernel_size, child.stride, child.padding,
-                                                      ceil_mode=child.ceil_mode))
-    with torch.no_grad():
-        for mod in model.modules():
-            if isinstance(mod, nn.Conv2d):
-                mod.weight.fill_(1.0 / mod.weight[0].numel())
-            if isinstance(mod, (nn.Conv2d, nn.Linear)) and mod.bias is not None:
-                mod.bias.zero_()
-    return model
 
 
 def measured_rf(model: nn.Module, layer: str, size: tuple[int, int, int]) -> tuple[int, int]:
     """Height and width of the input region that can change the central unit of `layer`'s output."""
-    model = _positive(model)
-    grabbed = []
-    handle = model.get_submodule(layer).register_forward_hook(lambda m, a, out: grabbed.append(out))
-    x = torch.ones(1, *size, dtype=torch.float64, requires_grad=True)
-    model(x)
-    handle.remove()
-    out = grabbed[0]
-    out[0, :, out.shape[2] // 2, out.shape[3] // 2].sum().backward()
-    hit = x.grad[0].abs().sum(0) > 0
-    rows = hit.any(1).nonzero()
-    cols = hit.any(0).nonzero()
-    return int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
+    g = graphs.build(model, size)
+    node = g.node_of(layer)
+    h, w = g.nodes[node].shape[1:]
+    (rows, cols), = measure(model, size, [(node, h // 2, w // 2)])
+    return rows.last - rows.first + 1, cols.last - cols.first + 1
 
 
 def tracked_rf(model: nn.Module, layer: str, size) -> tuple[int, int]:
@@ -102,8 +79,14 @@ CASES = [
 
 @pytest.mark.parametrize("label,build,layer,size", CASES, ids=[c[0] for c in CASES])
 def test_tracked_receptive_field_matches_gradients(label, build, layer, size):
+    """Size, jump and start of the graph's field, and the summary's size and jump, all measured."""
     model = build()
-    assert tracked_rf(model, layer, size) == measured_rf(model, layer, size)
+    g = graphs.build(model, size)
+    f = g.field(g.node_of(layer))
+    got = measure_receptive_field(model, layer, size)
+    assert got == {"size": tuple(f.r), "jump": tuple(f.j), "start": tuple(f.s)}
+    row = summary(model, size).row(layer)
+    assert (tuple(row.receptive_field_hw), row.jump) == (got["size"], max(got["jump"]))
 
 
 def test_branch_union_is_taken_per_axis():

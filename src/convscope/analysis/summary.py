@@ -182,14 +182,32 @@ def _meta_model(model: nn.Module | str) -> tuple[nn.Module, str]:
     return model, getattr(model, "model_name", type(model).__name__)
 
 
-def trace(module: nn.Module, size: tuple[int, int, int]) -> tuple[Tracker, RawRow]:
-    """Run `module` once on the meta device under the tracker: its rows, and the raw output row."""
+def trace(module: nn.Module, size: tuple[int, int, int], *, fields: bool = True) -> tuple[Tracker, RawRow]:
+    """Run `module` once on the meta device under the tracker: its rows, and the raw output row.
+
+    With `fields`, every row then takes the receptive field of its node in the module's one layer
+    graph (`convscope.analysis.graph`, which the explorer and `convscope.units` read too). The run
+    itself stays the module's own (fx would turn `out += x` into `out = out + x`, and the rows
+    count what the module does). A module fx cannot trace keeps the fields the tracker follows
+    operation by operation, by the same rules (`convscope.analysis.receptive`)."""
     x = torch.empty((1, *size), device="meta")
     flags = {m: m.training for m in module.modules()}
     module.eval()
     tracker = Tracker(module, x)
     stand_ins = {k: torch.empty_like(v, device="meta")
                  for k, v in [*module.named_parameters(), *module.named_buffers()] if v.device.type != "meta"}
+    try:
+        _run(module, tracker, x, stand_ins)
+        if fields:  # after the tracker's hooks are gone: the graph's own run adds no rows
+            _graph_fields(module, size, tracker.rows)
+    finally:
+        for m, flag in flags.items():
+            m.training = flag
+    first = RawRow("input", "Input", out=x, fresh=True, field=Field())
+    return tracker, first
+
+
+def _run(module: nn.Module, tracker: Tracker, x: torch.Tensor, stand_ins: dict[str, torch.Tensor]) -> None:
     try:
         with torch.no_grad(), tracker:
             if stand_ins:
@@ -202,15 +220,24 @@ def trace(module: nn.Module, size: tuple[int, int, int]) -> tuple[Tracker, RawRo
         raise
     finally:
         tracker.remove()
-        for m, flag in flags.items():
-            m.training = flag
-    first = RawRow("input", "Input", out=x, fresh=True, field=Field())
-    return tracker, first
+
+
+def _graph_fields(module: nn.Module, size: tuple[int, int, int], rows: list[RawRow]) -> None:
+    """Give each row the field of its node in the layer graph (see `graph.row_nodes` for the match)."""
+    from convscope.analysis import graph
+
+    try:
+        g = graph.build(module, size)
+    except Exception:  # noqa: BLE001 - fx cannot trace it (TraceError, TypeError, ...): keep the tracker's
+        return
+    for row, node in zip(rows, graph.row_nodes(g, [(r.name, r.module is not None, r.ops or [r.kind]) for r in rows])):
+        if node is not None:
+            row.field = g.field(node)
 
 
 def _fits(module: nn.Module, size: tuple[int, int, int]) -> bool:
     try:
-        trace(module, size)
+        trace(module, size, fields=False)
     except EmptyOutput:
         return False
     except RuntimeError:

@@ -107,7 +107,7 @@ class Conv2dSame(nn.Conv2d):
     """nn.Conv2d with TF "SAME" padding computed from the input size (needed at stride 2)."""
 
     def same_padding(self, hw: tuple[int, int]) -> tuple[int, int, int, int]:
-        """The padding protocol `convscope.analysis.graph` reads: (top, bottom, left, right) for an input of `hw`."""
+        """The padding protocol `convscope.analysis.layer_facts` reads: (top, bottom, left, right) for an input of `hw`."""
         return same_pads(hw, self.kernel_size[0], self.stride[0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -123,7 +123,7 @@ class PoolSame(nn.Module):
     def __init__(self, kind: str, kernel_size: int = 3, stride: int = 1) -> None:
         super().__init__()
         self.kind, self.kernel_size, self.stride = kind, kernel_size, stride
-        # what the layer does, for the explorer (convscope.analysis.graph): no ceil mode; the
+        # what the layer does, for the explorer (convscope.analysis.layer_facts): no ceil mode; the
         # average counts TF's zero pads at stride 2 only
         self.ceil_mode, self.count_include_pad, self.divisor_override = False, kind == "avg" and stride > 1, None
 

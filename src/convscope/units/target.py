@@ -4,7 +4,7 @@ A `Target` carries the model (eval mode, in-place activations turned off so a
 captured output is never overwritten by the ReLU after it), how its inputs are
 normalised, and the receptive field of every conv/pool layer: `Field.r` (size),
 `.j` (jump) and `.s` (the input coordinate of unit 0's centre), per axis, as
-`convscope.analysis.receptive` tracks them. A unit (y, x) of a layer sees the
+the one layer graph (`convscope.analysis.graph`) gives them. A unit (y, x) of a layer sees the
 input window centred on `s + (y, x) * j`, `r` pixels wide.
 """
 from __future__ import annotations
@@ -81,10 +81,31 @@ def _no_inplace(model: nn.Module) -> None:
 
 
 def layer_geometry(model: nn.Module, input_size: tuple[int, int, int]) -> tuple[dict[str, Field], dict]:
-    """{layer: Field} and {layer: output shape} of the conv/pool leaf layers, traced on the meta device."""
+    """{layer: Field} and {layer: output shape} of the conv/pool leaf layers (their first call), from
+    the one layer graph (`convscope.analysis.graph`, shapes found on the meta device)."""
+    from convscope.analysis import graph
+
+    try:
+        g = graph.build(model, tuple(input_size))
+    except Exception:  # noqa: BLE001 - fx cannot trace it: the summary's tracker, by the same rules
+        return _traced_geometry(model, input_size)
+    mods = dict(model.named_modules())
+    fields, shapes = {}, {}
+    for node in g.nodes.values():
+        mod = mods.get(node.module) if node.module else None
+        if mod is None or not isinstance(mod, CONV_TYPES + POOL_TYPES) or node.module in fields:
+            continue
+        if node.field is None or node.field.whole or len(node.shape) != 3:
+            continue
+        fields[node.module] = node.field
+        shapes[node.module] = (1, *node.shape)
+    return fields, shapes
+
+
+def _traced_geometry(model: nn.Module, input_size: tuple[int, int, int]) -> tuple[dict[str, Field], dict]:
     from convscope.analysis.summary import trace
 
-    tracker, _ = trace(model, tuple(input_size))
+    tracker, _ = trace(model, tuple(input_size), fields=False)
     mods = dict(model.named_modules())
     fields, shapes = {}, {}
     for row in tracker.rows:
