@@ -142,11 +142,3 @@ def _put_field(layer: dict[str, Any], field: Field | None, input_hw: tuple[int, 
         return
     layer.update(rf=[float(v) for v in field.r], jump=[float(v) for v in field.j],
                  start=[float(v) for v in field.s], whole_input=False)
-
-
-def receptive_fields(layers: list[dict[str, Any]], input_hw: tuple[int, int]) -> None:
-    """Kept for callers written before `Graph.build` gave every layer its field: `build` now does,
-    from the one layer graph, so this only checks that it did."""
-    missing = [layer["name"] for layer in layers if "rf" not in layer]
-    if missing:
-        raise ValueError(f"layers {missing[:3]} have no receptive field: build them with Graph.build")

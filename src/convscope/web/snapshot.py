@@ -157,8 +157,7 @@ def build(model: nn.Module, config: dict[str, Any] | None = None, *, run_dir: st
     logits, values = _forward(graph, model, torch.zeros(1, *input_size))  # a probe: shapes
     classes = [str(c) for c in predictor.classes]
     check_classes(classes, int(logits.shape[-1]))  # the real count, where the meta-device one was unknown
-    layers = graph.build(values, input_size)
-    graphs.receptive_fields(layers, input_size[1:])
+    layers = graph.build(values, input_size)  # with each layer's receptive field (analysis/graph.py)
     _add_costs(model, layers, input_size)
     snap = Snapshot(model=model, predictor=predictor, config=predictor.config, graph=graph, layers=layers,
                     classes=classes, input_size=input_size,  # type: ignore[arg-type]
