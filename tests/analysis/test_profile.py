@@ -3,7 +3,7 @@ figures add up exactly where they are defined to.
 
 No test here asserts how long anything took or how two times compare: on a busy machine that is
 noise, not behaviour. The timing claims (the rows add up to the end-to-end time within 15%; a
-layer of elementwise passes takes the forward's time) are measured by `benchmarks/profile.py`
+layer of elementwise passes takes the forward's time) are measured by `benchmarks/layer_profile.py`
 (docs/benchmarks.md). Here the clock is replaced by one that advances exactly one second per
 reading, so a row's time is its count of timed operations: an oracle known by construction.
 """
