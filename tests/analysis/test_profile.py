@@ -72,6 +72,7 @@ def test_each_op_lands_on_the_row_that_ran_it(ticking):
     assert profile_module._now is profile_module.time.perf_counter  # the module clock put back
 
 
+@pytest.mark.slow  # vgg11's 130M random weights take seconds to initialise on a busy core
 @pytest.mark.parametrize("name, size", [("resnet18", "3x64x64"), ("mobilenet_v1", "3x64x64"),
                                         ("vgg11", "3x32x32")])
 def test_zoo_rows_are_the_summary_rows_and_every_layer_is_timed(ticking, name, size):
