@@ -162,7 +162,7 @@ def test_check_out(tmp_path, run):
 def test_lock_stops_a_second_writer(tmp_path):
     rd = RunDir(tmp_path / "run")
     code = ("import sys, time; sys.path.insert(0, sys.argv[2]); from convscope.runs import RunDir\n"
-            "with RunDir(sys.argv[1]).lock():\n    print('locked', flush=True); time.sleep(30)\n")
+            "with RunDir(sys.argv[1]).lock():\n    print('locked', flush=True); time.sleep(600)\n")
     src = os.path.join(os.path.dirname(__file__), "..", "src")
     proc = subprocess.Popen([sys.executable, "-c", code, str(rd.path), src], stdout=subprocess.PIPE, text=True)
     try:

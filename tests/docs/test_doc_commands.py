@@ -274,6 +274,9 @@ def _page_ids(page: Path) -> str:
     return str(page.relative_to(ROOT))
 
 
+# a page runs all its commands in one test: README.md took 192 s beside two CPU burners (load 13-16 on
+# 2 cores), a third of the suite-wide 600 s hang guard, so this bundle gets 1800 s
+@pytest.mark.timeout(1800)
 @pytest.mark.parametrize("page", [p for p in PAGES if extract(p)], ids=_page_ids)
 def test_every_command_on_the_page_runs_as_written(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -111,7 +111,7 @@ def test_explorer_screenshot_shows_the_drawn_seven():
     # in a process of its own: Playwright's sync API refuses to start inside another
     # test's running browser session (the e2e tests share this xdist group)
     subprocess.run([sys.executable, "-m", "convscope.docs_build", "explorer", "--out", str(out.parent),
-                    "--run", str(support.trained_run())], check=True, timeout=120)
+                    "--run", str(support.trained_run())], check=True, timeout=300)
     assert _is_png(out)
     with Image.open(out) as img:
         width, height = img.size

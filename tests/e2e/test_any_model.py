@@ -26,7 +26,7 @@ def _serve_and_open(browser_context, app, name):
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(url)
-    page.wait_for_selector('body[data-ready="1"]', timeout=30000)
+    page.wait_for_selector('body[data-ready="1"]', timeout=60000)
     return stack, page, errors
 
 
@@ -99,7 +99,7 @@ def test_a_batch_norm_fashion_run_shows_every_layer(opened, tmp_path):
         expect(page.get_by_test_id(f"graph-node-{layer['name']}")).to_have_count(1)
         expect(page.get_by_test_id(f"layer-{layer['name']}")).to_have_count(1)
     assert any(layer["kind"] == "bn" for layer in layers)
-    expect(page.get_by_test_id("sample-0")).to_be_visible(timeout=30000)
+    expect(page.get_by_test_id("sample-0")).to_be_visible(timeout=60000)
     page.get_by_test_id("sample-0").click()
     page.wait_for_function("document.body.dataset.pending === '0'")
     expect(page.get_by_test_id("first-guess")).not_to_have_text("–")
@@ -107,7 +107,7 @@ def test_a_batch_norm_fashion_run_shows_every_layer(opened, tmp_path):
     for layer in layers[1:]:  # scrolled to, each layer is filled with what the network computed
         page.get_by_test_id(f"layer-{layer['name']}").scroll_into_view_if_needed()
         sel = "canvas.map" if len(layer["shape"]) == 3 and layer["shape"][1] > 1 else ".cell"
-        expect(page.get_by_test_id(f"layer-{layer['name']}").locator(sel).first).to_be_visible(timeout=20000)
+        expect(page.get_by_test_id(f"layer-{layer['name']}").locator(sel).first).to_be_visible(timeout=60000)
     # the class names are whole in the output layer and in the bars
     cells = page.get_by_test_id(f"layer-{layers[-1]['name']}").locator(".cell")
     assert cells.all_inner_texts() == ds.classes
@@ -173,15 +173,15 @@ def test_a_zoo_resnet18_reads_an_uploaded_photo_and_says_its_weights_are_random(
     # a deep layer is fetched when its node is clicked
     page.get_by_test_id("graph-node-layer4.1.add").click()
     maps = page.get_by_test_id("layer-layer4.1.add").locator("canvas.map")
-    expect(maps.first).to_be_visible(timeout=30000)
+    expect(maps.first).to_be_visible(timeout=60000)
     assert maps.count() == 16
     page.get_by_test_id("more-layer4.1.add").click()
-    expect(maps).to_have_count(32, timeout=30000)
+    expect(maps).to_have_count(32, timeout=60000)
     # hover a unit: its receptive field on the input, computed through the residual branches
     layer = page.evaluate("() => CS.net.byName['layer1.0.conv1']")
     page.get_by_test_id("layer-layer1.0.conv1").scroll_into_view_if_needed()  # fetched when scrolled to
     canvas = page.get_by_test_id("layer-layer1.0.conv1").locator("canvas.map").first
-    expect(canvas).to_be_visible(timeout=30000)
+    expect(canvas).to_be_visible(timeout=60000)
     box = canvas.bounding_box()
     y, x = 10, 20
     canvas.hover(position={"x": (x + 0.5) * box["width"] / 56, "y": (y + 0.5) * box["height"] / 56})
@@ -196,7 +196,7 @@ def test_a_folder_run_samples_its_test_images_with_their_labels(opened, tmp_path
     from convscope.web import create_app
 
     page = opened(create_app(_colour_run(tmp_path)))
-    expect(page.get_by_test_id("sample-0")).to_be_visible(timeout=30000)
+    expect(page.get_by_test_id("sample-0")).to_be_visible(timeout=60000)
     labels = page.get_by_test_id("samples").locator(".sample span").all_inner_texts()
     assert labels and set(labels) <= {"red", "blue"}
     page.get_by_test_id("samples-wrong").check()
@@ -218,10 +218,10 @@ def test_why_this_class_overlays_gradcam_for_each_guess(opened, tmp_path):
     _upload(page, _png(img), "corner.png", "image/png")
     page.get_by_test_id("gradcam-first").click()
     overlay = page.get_by_test_id("gradcam-overlay")
-    expect(overlay).to_be_visible(timeout=30000)
+    expect(overlay).to_be_visible(timeout=60000)
     assert overlay.get_attribute("data-label") == page.get_by_test_id("first-guess").inner_text()
     page.get_by_test_id("gradcam-second").click()
-    expect(overlay).to_have_attribute("data-label", page.get_by_test_id("second-guess").inner_text(), timeout=30000)
+    expect(overlay).to_have_attribute("data-label", page.get_by_test_id("second-guess").inner_text(), timeout=60000)
     page.get_by_test_id("gradcam-second").click()
     expect(overlay).to_be_hidden()
 
@@ -262,13 +262,13 @@ def test_what_a_click_writes_out_is_what_the_network_computed(opened, tmp_path, 
     section = page.get_by_test_id(f"layer-{name}")
     section.scroll_into_view_if_needed()
     maps = section.locator("canvas.map")
-    expect(maps.first).to_be_visible(timeout=30000)
+    expect(maps.first).to_be_visible(timeout=60000)
     layer = page.evaluate(f"() => CS.net.byName['{name}']")
     h, w = layer["shape"][1:]
     box = maps.nth(1).bounding_box()
     maps.nth(1).click(position={"x": (w // 2 + 0.5) * box["width"] / w, "y": (h // 3 + 0.5) * box["height"] / h})
     comp = page.get_by_test_id("computation")
-    expect(comp).to_be_visible(timeout=30000)
+    expect(comp).to_be_visible(timeout=60000)
     got, net = float(comp.get_attribute("data-activation")), float(comp.get_attribute("data-network"))
     span = page.evaluate(f"() => {{ const l = CS.net.acts['{name}'].layer; return l.layer_max - l.layer_min; }}")
     assert got == pytest.approx(net, abs=0.03 * span + 1e-3), (got, net, span)

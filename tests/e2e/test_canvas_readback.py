@@ -55,7 +55,7 @@ def drawn(browser_context, random_server_url):
     answers = []
     page.on("response", lambda r: answers.append(r) if r.url.endswith("/api/predict") else None)
     page.goto(random_server_url)
-    page.wait_for_selector('body[data-ready="1"]', timeout=15000)
+    page.wait_for_selector('body[data-ready="1"]', timeout=60000)
     canvas = page.get_by_test_id("draw-canvas")
     box = canvas.bounding_box()
     s = box["width"] / 280
@@ -64,7 +64,7 @@ def drawn(browser_context, random_server_url):
     for x, y in [(210, 60), (120, 235)]:
         page.mouse.move(box["x"] + x * s, box["y"] + y * s, steps=6)
     page.mouse.up()
-    page.wait_for_function("document.body.dataset.pending === '0'", timeout=15000)
+    page.wait_for_function("document.body.dataset.pending === '0'", timeout=60000)
     assert answers, "the page never called /api/predict"
     body = json.loads(answers[-1].body())
     yield page, body

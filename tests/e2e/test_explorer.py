@@ -28,7 +28,7 @@ def draw(page, *strokes: list[tuple[float, float]]) -> None:
             page.mouse.move(box["x"] + x * s, box["y"] + y * s, steps=4)
         page.mouse.up()
     # the page sets data-pending="0" once the answer for the finished drawing is shown
-    page.wait_for_function("document.body.dataset.pending === '0'", timeout=10000)
+    page.wait_for_function("document.body.dataset.pending === '0'", timeout=60000)
 
 
 def probabilities(page) -> list[float]:
@@ -222,7 +222,7 @@ def test_a_finger_draws_too(page):
         for (let y = 50; y <= 240; y += 10) at("pointermove", 140, y);
         at("pointerup", 140, 240);
     }""")
-    page.wait_for_function("document.body.dataset.pending === '0'", timeout=10000)
+    page.wait_for_function("document.body.dataset.pending === '0'", timeout=60000)
     expect(page.get_by_test_id("first-guess")).to_have_text("1")
 
 

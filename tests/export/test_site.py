@@ -65,7 +65,7 @@ def draw(page, strokes) -> None:
         for x, y in points[1:]:
             page.mouse.move(box["x"] + x * s, box["y"] + y * s, steps=4)
         page.mouse.up()
-    page.wait_for_function("document.body.dataset.pending === '0'", timeout=20000)
+    page.wait_for_function("document.body.dataset.pending === '0'", timeout=60000)
 
 
 @functools.lru_cache(maxsize=None)
@@ -106,6 +106,15 @@ def post(url: str, body: dict) -> dict:
         return json.loads(res.read())
 
 
+def slack_for_a_busy_machine(ctx) -> None:
+    """Playwright's waits are for hangs, not speed: 60 s instead of its 30 s (5 s for `expect`),
+    so that a machine busy with other work fails no test (docs/benchmarks.md, busy machine)."""
+    from playwright.sync_api import expect
+
+    ctx.set_default_timeout(60_000)
+    expect.set_options(timeout=60_000)
+
+
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     if CHROMIUM is None:
@@ -116,6 +125,7 @@ def browser(tmp_path_factory):
     with sync_playwright() as pw:
         ctx = pw.chromium.launch_persistent_context(str(profile), executable_path=CHROMIUM, args=ARGS,
                                                     headless=True, viewport={"width": 1280, "height": 900})
+        slack_for_a_busy_machine(ctx)
         yield ctx
         ctx.close()
 
@@ -170,7 +180,7 @@ def test_site_runs_in_the_browser_like_the_server(browser, tmp_path_factory, nam
                 assert max(abs(a - b) for a, b in zip(probs, want["probabilities"])) <= 1e-4
             # a test image from the run's data, then a layer fetched later, sorted by strength
             page.get_by_test_id("sample-3").click()
-            page.wait_for_function("document.body.dataset.pending === '0'", timeout=20000)
+            page.wait_for_function("document.body.dataset.pending === '0'", timeout=60000)
             index = int(page.get_by_test_id("sample-3").get_attribute("title").split()[2].rstrip(":"))
             want = post(server, {"sample": index})
             probs = [float(page.get_by_test_id(f"prob-bar-{i}").get_attribute("data-probability")) for i in range(10)]

@@ -128,7 +128,7 @@ def _check_gradcam(page, server: str) -> float:
     Returns the median ms of the in-browser Grad-CAM (the gradient graph's run and the scaling)."""
     page.get_by_test_id("gradcam-first").click()
     overlay = page.get_by_test_id("gradcam-overlay")
-    overlay.wait_for(state="visible", timeout=30000)
+    overlay.wait_for(state="visible", timeout=60000)
     assert overlay.get_attribute("data-label") == page.get_by_test_id("first-guess").inner_text()
     for rank in (0, 1):
         got = page.evaluate(f"CS.engine.gradcam({{rank: {rank}}})")
@@ -149,7 +149,7 @@ def _check_wrong(page, server: str) -> None:
     box = page.get_by_test_id("samples-wrong")
     box.check()
     page.wait_for_function("document.getElementById('samples-info').textContent.includes('misclassified')",
-                           timeout=30000)
+                           timeout=60000)
     got = page.evaluate("CS.engine.samples({wrong: 1, limit: 15})")
     want = _get(server, "/api/samples?wrong=1&limit=15")
     key = lambda items: [(s["index"], s["truth"], s["predicted"]) for s in items]  # noqa: E731
@@ -175,7 +175,7 @@ def _check_layers(page) -> None:
         section = page.get_by_test_id(f"layer-{layer['name']}")
         section.scroll_into_view_if_needed()
         sel = "canvas.map" if len(layer["shape"]) == 3 and layer["shape"][1] > 1 else ".cell"
-        section.locator(sel).first.wait_for(state="visible", timeout=20000)
+        section.locator(sel).first.wait_for(state="visible", timeout=60000)
     conv = next(layer for layer in layers if layer["kind"] == "conv")
     section = page.get_by_test_id(f"layer-{conv['name']}")
     section.scroll_into_view_if_needed()
@@ -184,11 +184,11 @@ def _check_layers(page) -> None:
     box = canvas.bounding_box()
     pos = {"x": (w // 2 + 0.5) * box["width"] / w, "y": (h // 3 + 0.5) * box["height"] / h}
     canvas.hover(position=pos)
-    page.get_by_test_id("rf-highlight").wait_for(state="visible", timeout=10000)
-    page.locator("#inspect .kernels table").first.wait_for(state="visible", timeout=10000)
+    page.get_by_test_id("rf-highlight").wait_for(state="visible", timeout=60000)
+    page.locator("#inspect .kernels table").first.wait_for(state="visible", timeout=60000)
     canvas.click(position=pos)
     comp = page.get_by_test_id("computation")
-    comp.wait_for(state="visible", timeout=30000)
+    comp.wait_for(state="visible", timeout=60000)
     got, net = float(comp.get_attribute("data-activation")), float(comp.get_attribute("data-network"))
     span = page.evaluate(f"() => {{ const l = CS.net.acts['{conv['name']}'].layer; return l.layer_max - l.layer_min; }}")
     assert got == pytest.approx(net, abs=0.03 * span + 1e-3)
@@ -197,7 +197,7 @@ def _check_layers(page) -> None:
     cell.scroll_into_view_if_needed()
     cell.click()
     page.wait_for_function("document.querySelector('[data-testid=computation]')?.dataset.probability !== undefined",
-                           timeout=30000)
+                           timeout=60000)
     p = float(page.get_by_test_id("computation").get_attribute("data-probability"))
     assert p == pytest.approx(_shown(page)[1][unit], abs=1e-3)  # the logits travel as 8 bits per map
     page.get_by_test_id("unpin").click()
@@ -217,7 +217,7 @@ def _run_site(browser, run: Path, site: Path, info: dict, *, draw: bool, name: s
         load_s = time.perf_counter() - t0
         loaded = len(seen)
         assert "runs in this browser" in page.locator("footer").inner_text()
-        page.get_by_test_id("sample-0").wait_for(state="visible", timeout=30000)
+        page.get_by_test_id("sample-0").wait_for(state="visible", timeout=60000)
         with live_server(create_app(run)) as server:
             if draw:  # the canvas as the server would get it: a plain resize, no centring
                 for strokes in site_tests.DIGITS[:6]:

@@ -94,7 +94,7 @@ def _no_serving():
         uvicorn.Server.run, Multiprocess.run = saved
 
 
-def subprocess_cli(*argv: object, timeout: float = 60) -> Result:
+def subprocess_cli(*argv: object, timeout: float = 300) -> Result:
     """`python -m convscope ARGV...` in a child process: for cases that could kill this one."""
     import subprocess
 

@@ -9,5 +9,5 @@ def test_ops_and_geometry_do_not_import_torch():
     code = ("import sys, convscope.ops, convscope.geometry; "
             "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'torch'); "
             "assert not bad, bad; print('ok')")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and "ok" in res.stdout, res.stderr

@@ -58,7 +58,7 @@ def test_successful_overwrite_replaces_the_run_and_deletes_the_old(finished):
 
 def test_a_second_writer_gets_a_clear_error(finished):
     code = ("import sys, time; from convscope.runs import RunDir\n"
-            "with RunDir(sys.argv[1]).lock():\n    print('locked', flush=True); time.sleep(60)\n")
+            "with RunDir(sys.argv[1]).lock():\n    print('locked', flush=True); time.sleep(600)\n")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     proc = subprocess.Popen([sys.executable, "-c", code, str(finished)], stdout=subprocess.PIPE, text=True, env=env)
     try:

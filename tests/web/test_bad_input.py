@@ -141,7 +141,7 @@ def test_a_lying_content_length_over_a_real_socket(random_explorer, web_support)
 
     with web_support.live_server(create_app(explorer=random_explorer)) as url:
         port = int(url.rsplit(":", 1)[1])
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
         conn.putrequest("POST", "/api/predict")
         conn.putheader("Transfer-Encoding", "chunked")
         conn.endheaders()
@@ -154,10 +154,10 @@ def test_a_lying_content_length_over_a_real_socket(random_explorer, web_support)
             pass  # the server may hang up once it has answered 413
         assert conn.getresponse().status == 413
         conn.close()
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
         conn.request("POST", "/api/predict", body=b"x" * 10, headers={"Content-Length": str(MAX_BODY_BYTES + 1)})
         assert conn.getresponse().status == 413
         conn.close()
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
         conn.request("POST", "/api/predict", body=json.dumps(GOOD), headers={"Content-Type": "application/json"})
         assert conn.getresponse().status == 200

@@ -23,7 +23,7 @@ Each repeat times one plain forward (no tracker: the end-to-end figure) and
 then one tracked forward; medians over the repeats are reported. The rows add
 up to less than the end-to-end time by the Python work between operations
 (module calls, argument handling), which is the check: within 15% on the
-zoo's networks (tests/analysis/test_profile.py, docs/benchmarks.md).
+zoo's networks (benchmarks/layer_profile.py, docs/benchmarks.md).
 """
 from __future__ import annotations
 
