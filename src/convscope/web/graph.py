@@ -30,7 +30,7 @@ from convscope.analysis.graph import LayerGraph, module_kind, node_field, pad_am
 from convscope.analysis.layer_facts import ACTIVATIONS, activation_facts, window
 from convscope.analysis.receptive import Field
 
-__all__ = ["Graph", "receptive_fields", "trace"]
+__all__ = ["Graph", "trace"]
 FOLD_INTO = ("conv", "fc", "bn", "add", "concat", "mul", "lrn")
 
 
