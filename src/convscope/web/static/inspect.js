@@ -91,7 +91,7 @@
     const v = d ? CS.fmt(d.value(m, y * l.shape[2] + x)) : "–";
     const parts = [CS.el("h3", { text: `${l.name} · map ${m} · unit (${y}, ${x}) = ${v}` }),
       CS.el("p", { class: "hint", text: `sees input rows ${win.y0}…${win.y1}, columns ${win.x0}…${win.x1} ` +
-        `(${l.rf[0]}×${l.rf[1]}, the largest along its paths; outside 0…${H - 1} × 0…${W - 1} is padding). Click for the computation.` }),
+        `(${l.rf[0]}×${l.rf[1]}, every path's window together; outside 0…${H - 1} × 0…${W - 1} is padding). Click for the computation.` }),
       CS.el("div", { class: "side" }, miniInput(win), CS.el("span", { class: "hint", text: "its window on the input" }))];
     const holder = CS.el("div", { class: "kernel-holder" });
     parts.push(holder);
