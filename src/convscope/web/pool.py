@@ -99,11 +99,9 @@ def _init(spec: dict[str, Any]) -> None:
 
 def _init_from_file(path: str) -> None:
     """_init with the spec _boot wrote to `path` (see web/spawn.py's spec_file)."""
-    import pickle
+    from convscope.web.spawn import read_spec_file
 
-    with open(path, "rb") as f:
-        spec = pickle.load(f)
-    _init(spec)
+    _init(read_spec_file(path))
 
 
 def _ready() -> int:

@@ -36,17 +36,34 @@ def spec_file(spec: dict[str, Any]) -> Iterator[str]:
     KiB; lenet5's weights are 250 KiB), holding the executor's lock. A process killed then
     left that write, the lock and the server's exit waiting for good: the parent holds the
     pipe's other end itself. A path launches in milliseconds."""
-    import pickle
+    import json
     import tempfile
 
-    fd, path = tempfile.mkstemp(prefix="convscope-answer-", suffix=".pickle")  # 0600
+    # the weights as the safetensors bytes they are, the rest as JSON: never pickle
+    fd, path = tempfile.mkstemp(prefix="convscope-answer-", suffix=".json")  # 0600
+    weights = path[:-len(".json")] + ".safetensors"
     try:
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(spec, f, protocol=pickle.HIGHEST_PROTOCOL)
+        with os.fdopen(fd, "w") as f:
+            json.dump({k: v for k, v in spec.items() if k != "weights"}, f)
+        wfd = os.open(weights, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(wfd, "wb") as f:
+            f.write(spec["weights"])
         yield path
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+        for name in (path, weights):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name)
+
+
+def read_spec_file(path: str) -> dict[str, Any]:
+    """The spec `spec_file` wrote to `path` (in the new process)."""
+    import json
+
+    with open(path) as f:
+        spec = json.load(f)
+    with open(path[:-len(".json")] + ".safetensors", "rb") as f:
+        spec["weights"] = f.read()
+    return spec
 
 
 def stop_executor(executor: ProcessPoolExecutor) -> None:
