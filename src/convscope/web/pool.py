@@ -7,14 +7,15 @@ Python runs one thread at a time, and an explorer answer is mostly Python (decod
 centring, encoding every layer, JSON), so a server process answers on one core however
 many it has. The pool keeps that process for HTTP and batching and sends each batch to one
 of `processes` answer processes; while one computes a batch, the next batch goes to
-another. Each holds a copy of the explorer's network (its weights sent once, as
-safetensors bytes) and answers a batch with the very code the server process would
-(`Explorer.answer_many`), so an answer does not depend on where it was computed. The
-server process assigns the input ids and keeps each prepared input, so /api/layer and
-/api/gradcam for an answer work as before (they compute the input again, once).
+another. Each holds a copy of one snapshot of the engine's network (web/snapshot.py: its
+weights sent once, as a safetensors file) and answers a batch with the very code the
+server process would (`Explorer.answer`), so an answer does not depend on where it was
+computed. The server process assigns the input ids and keeps each prepared input with
+its snapshot, so /api/layer and /api/gradcam for an answer work as before (they compute
+the input again, once).
 
 Until the processes are ready (a few seconds after start), after one of them dies, or
-after the Train tab puts another network in place, `answer` returns None and the batch is
+after the Train tab swaps another snapshot in, `answer` returns None and the batch is
 answered in the server process while a fresh pool starts.
 """
 from __future__ import annotations
