@@ -84,7 +84,7 @@ def test_small_models_export_with_every_layer(name, tmp_path):
     _export_and_check(create_model(name), tmp_path)
 
 
-@pytest.mark.timeout(1800)  # densenet121 took 134 s under load (above)
+@pytest.mark.timeout(1800)  # a hang guard: densenet121 took 134 s here beside two CPU burners
 @pytest.mark.parametrize("name", SMALL_INPUT)
 def test_cifar_size_variants_export(name, tmp_path):
     model = create_model(name, num_classes=10, small_input=True)
