@@ -84,6 +84,7 @@ def test_small_models_export_with_every_layer(name, tmp_path):
     _export_and_check(create_model(name), tmp_path)
 
 
+@pytest.mark.timeout(1800)  # a hang guard: densenet121 took 134 s here beside two CPU burners
 @pytest.mark.parametrize("name", SMALL_INPUT)
 def test_cifar_size_variants_export(name, tmp_path):
     model = create_model(name, num_classes=10, small_input=True)
@@ -111,6 +112,9 @@ def _default_size_models() -> list:
 
 
 @pytest.mark.slow
+# a hang guard, not a speed limit: inception_resnet_v2 took 230 s beside two CPU burners (load 8-12
+# on 2 cores), close to half the suite-wide 600 s
+@pytest.mark.timeout(1800)
 @pytest.mark.parametrize("name", _default_size_models())
 def test_every_registered_model_at_its_default_size(name, tmp_path):
     """Every ImageNet-size network (alexnet ... zfnet), 224-331 px, up to 144M parameters."""
