@@ -43,17 +43,17 @@ def test_a_missing_dataset_is_a_clear_message_on_the_page(browser_context, train
     url, app, root = train_server
     page = browser_context.new_page()
     page.goto(url)
-    page.wait_for_selector('body[data-ready="1"]', timeout=15000)
+    page.wait_for_selector('body[data-ready="1"]', timeout=60000)
     page.get_by_test_id("train-tab").click()
     page.get_by_test_id("train-data").select_option("cifar10")  # no offline copy of CIFAR-10 here
     page.get_by_test_id("train-start").click()
-    expect(page.get_by_test_id("train-error")).to_contain_text("cifar", timeout=15000)
+    expect(page.get_by_test_id("train-error")).to_contain_text("cifar", timeout=60000)
     page.get_by_test_id("train-folder").fill("/etc")  # not a folder the server was started with
     page.get_by_test_id("train-start").click()
-    expect(page.get_by_test_id("train-error")).to_contain_text("not a folder this server may read", timeout=15000)
+    expect(page.get_by_test_id("train-error")).to_contain_text("not a folder this server may read", timeout=60000)
     page.get_by_test_id("train-folder").fill(str(root / "no-such-folder"))  # allowed, but missing
     page.get_by_test_id("train-start").click()
-    expect(page.get_by_test_id("train-error")).to_contain_text("no-such-folder", timeout=15000)
+    expect(page.get_by_test_id("train-error")).to_contain_text("no-such-folder", timeout=60000)
     # the fields' ranges are the server's (limits.LIMITS), not numbers of the page's own
     from convscope.limits import LIMITS
 
@@ -73,7 +73,7 @@ def _draw_line(page) -> None:
     page.mouse.down()
     page.mouse.move(box["x"] + 140 * s, box["y"] + 240 * s, steps=12)
     page.mouse.up()
-    page.wait_for_function("document.body.dataset.pending === '0'", timeout=10000)
+    page.wait_for_function("document.body.dataset.pending === '0'", timeout=60000)
 
 
 def test_train_tab_end_to_end(browser_context, train_server):
@@ -82,7 +82,7 @@ def test_train_tab_end_to_end(browser_context, train_server):
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(url)
-    page.wait_for_selector('body[data-ready="1"]', timeout=15000)
+    page.wait_for_selector('body[data-ready="1"]', timeout=60000)
     page.get_by_test_id("train-tab").click()
     expect(page.get_by_test_id("train-start")).to_be_visible()
     page.get_by_test_id("train-model").select_option("lenet5")
@@ -114,7 +114,7 @@ def test_train_tab_end_to_end(browser_context, train_server):
     shots.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(shots / "train-tab-while-training.png"), full_page=True)
     page.get_by_test_id("train-stop").click()
-    expect(status).to_contain_text("stopped", timeout=30000)
+    expect(status).to_contain_text("stopped", timeout=60000)
     page.get_by_test_id("train-resume").click()
     expect(status).to_contain_text("is open in the explorer", timeout=120000)
     run = page.get_by_test_id("train-tab").evaluate("() => document.getElementById('view-train').dataset.opened")

@@ -68,7 +68,7 @@ def test_click_a_channel(lenet_run, tmp_path):
             page.wait_for_timeout(300)
             assert page.locator("[data-testid=units-panel]").count() == 0
             page.get_by_test_id("map-3").click()
-            page.get_by_test_id("units-progress").wait_for(timeout=20000)   # the progress bar while it is made
+            page.get_by_test_id("units-progress").wait_for(timeout=60000)   # the progress bar while it is made
             page.get_by_test_id("units-optimized").wait_for(timeout=120000)
             assert page.locator("[data-testid^=units-patch-]").count() == 9
             assert "conv1 channel 3" in page.get_by_test_id("units-panel").inner_text()
