@@ -107,6 +107,7 @@ class Server:
             pass
 
     def check_clean_end(self, took: float, sig: int = signal.SIGTERM) -> None:
+        print(f"ended {took:.2f} s after {signal.Signals(sig).name}")  # pytest -s shows the margin
         time.sleep(0.5)  # the resource tracker notices its parent is gone
         left = self.alive_in_group()
         self.kill()

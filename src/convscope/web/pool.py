@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from convscope.web.encoding import InputError, image_from_request
-from convscope.web.spawn import STOP_SIGNALS, SpawnContext, spec_file, stop_executor
+from convscope.web.spawn import END_WAIT_S, STOP_SIGNALS, SpawnContext, spec_file, stop_executor
 
 log = logging.getLogger("convscope.web.pool")
 ANSWER_TIMEOUT_S = 60.0
@@ -146,6 +146,7 @@ class AnswerPool:
         self._lock = threading.Lock()
         self._executor: ProcessPoolExecutor | None = None
         self._booting: ProcessPoolExecutor | None = None  # started, not yet ready
+        self._boot_thread: threading.Thread | None = None  # the last thread that ran _boot
         self._model: Any = None  # the network the running processes hold
         self._starting = False
         self._closed = False
@@ -198,9 +199,12 @@ class AnswerPool:
         with self._lock:
             self._closed = True
             executors, self._executor, self._booting = [self._executor, self._booting], None, None
+            booting = self._boot_thread
         for executor in executors:
             if executor is not None:
                 _stop(executor)
+        if booting is not None and booting is not threading.current_thread():
+            booting.join(END_WAIT_S)  # it lets go of its executor (and the semaphores) before the exit
 
     # ---- starting -----------------------------------------------------------------------------
 
@@ -213,6 +217,7 @@ class AnswerPool:
         threading.Thread(target=self._boot, name="convscope-pool-start", daemon=True).start()
 
     def _boot(self) -> None:
+        self._boot_thread = threading.current_thread()
         model = self.explorer.model
         try:
             spec = worker_spec(self.explorer)

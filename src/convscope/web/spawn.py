@@ -67,10 +67,14 @@ def stop_executor(executor: ProcessPoolExecutor) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    threading.Thread(target=executor.shutdown, kwargs={"wait": False, "cancel_futures": True},
-                     name="convscope-pool-shutdown", daemon=True).start()
+    # The executor's own clean-up (its manager thread, its queues' semaphores) done before
+    # this returns: finished later in a thread, it raced the exit ("leaked semaphore").
+    shutdown = threading.Thread(target=executor.shutdown, kwargs={"wait": True, "cancel_futures": True},
+                                name="convscope-pool-shutdown", daemon=True)
+    shutdown.start()
     for launch in launches:
         launch.reap(deadline + END_WAIT_S)
+    shutdown.join(END_WAIT_S)
 
 
 class SpawnContext(multiprocessing.context.SpawnContext):
