@@ -219,6 +219,7 @@ class AnswerPool:
     def _boot(self) -> None:
         self._boot_thread = threading.current_thread()
         model = self.explorer.model
+        executor = None
         try:
             spec = worker_spec(self.explorer)
             if spec is None:
@@ -243,6 +244,8 @@ class AnswerPool:
                             type(exc).__name__, str(exc)[:200])
             with self._lock:
                 self._starting, self._next_try, self._booting = False, time.monotonic() + RETRY_AFTER_S, None
+            if executor is not None:  # none of its processes is left running (a no-op after close())
+                _stop(executor)
             return
         with self._lock:
             self._starting, self._booting = False, None
