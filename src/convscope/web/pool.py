@@ -34,7 +34,7 @@ import torch
 
 from convscope.web.answer import Answer
 from convscope.web.decode import InputError
-from convscope.web.spawn import STOP_SIGNALS, SpawnContext, spec_file, stop_executor
+from convscope.web.spawn import END_WAIT_S, STOP_SIGNALS, SpawnContext, spec_file, stop_executor
 
 log = logging.getLogger("convscope.web.pool")
 ANSWER_TIMEOUT_S = 60.0
@@ -129,6 +129,7 @@ class AnswerPool:
         self._lock = threading.Lock()
         self._executor: ProcessPoolExecutor | None = None
         self._booting: ProcessPoolExecutor | None = None  # started, not yet ready
+        self._boot_thread: threading.Thread | None = None  # the last thread that ran _boot
         self._model: Any = None  # the snapshot the running processes hold
         self._starting = False
         self._closed = False
@@ -181,9 +182,12 @@ class AnswerPool:
         with self._lock:
             self._closed = True
             executors, self._executor, self._booting = [self._executor, self._booting], None, None
+            booting = self._boot_thread
         for executor in executors:
             if executor is not None:
                 _stop(executor)
+        if booting is not None and booting is not threading.current_thread():
+            booting.join(END_WAIT_S)  # it lets go of its executor (and the semaphores) before the exit
 
     # ---- starting -----------------------------------------------------------------------------
 
@@ -196,7 +200,9 @@ class AnswerPool:
         threading.Thread(target=self._boot, name="convscope-pool-start", daemon=True).start()
 
     def _boot(self) -> None:
+        self._boot_thread = threading.current_thread()
         model = self.explorer.snapshot
+        executor = None
         try:
             spec = worker_spec(model)
             if spec is None:
@@ -221,6 +227,8 @@ class AnswerPool:
                             type(exc).__name__, str(exc)[:200])
             with self._lock:
                 self._starting, self._next_try, self._booting = False, time.monotonic() + RETRY_AFTER_S, None
+            if executor is not None:  # none of its processes is left running (a no-op after close())
+                _stop(executor)
             return
         with self._lock:
             self._starting, self._booting = False, None

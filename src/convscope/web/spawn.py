@@ -76,6 +76,8 @@ def stop_executor(executor: ProcessPoolExecutor) -> None:
     SIGTERM and SIGINT, see web/pool.py's _init), then the executor is told, off this thread."""
     context = getattr(executor, "_mp_context", None)  # no public way to the processes before 3.14
     launches = context.close() if isinstance(context, SpawnContext) else []
+    if launches is None:  # another thread stops it (close() and a failed batch, at once)
+        return
     deadline = time.monotonic() + END_WAIT_S
     pids = [pid for pid in (launch.wait_pid(deadline) for launch in launches) if pid is not None]
     pids += [p.pid for p in list((getattr(executor, "_processes", None) or {}).values()) if p.pid not in pids]
@@ -84,10 +86,16 @@ def stop_executor(executor: ProcessPoolExecutor) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    threading.Thread(target=executor.shutdown, kwargs={"wait": False, "cancel_futures": True},
-                     name="convscope-pool-shutdown", daemon=True).start()
+    # The executor's own clean-up (its manager thread, its queues' semaphores) done before
+    # this returns: finished later in a thread, it raced the exit ("leaked semaphore").
+    # (not cancel_futures: a cancelled answer raised CancelledError in its batch, a 500; the
+    # processes are gone, so the executor fails what is pending with BrokenProcessPool)
+    shutdown = threading.Thread(target=executor.shutdown, kwargs={"wait": True},
+                                name="convscope-pool-shutdown", daemon=True)
+    shutdown.start()
     for launch in launches:
         launch.reap(deadline + END_WAIT_S)
+    shutdown.join(END_WAIT_S)
 
 
 class SpawnContext(multiprocessing.context.SpawnContext):
@@ -113,9 +121,12 @@ class SpawnContext(multiprocessing.context.SpawnContext):
         launch.popen = _LaunchingPopen(process_obj, launch)
         return launch
 
-    def close(self) -> list["Launch"]:
-        """No process starts after this; the ones launched or being launched."""
+    def close(self) -> list["Launch"] | None:
+        """No process starts after this; the ones launched or being launched (None when
+        closed before: its processes are someone else's to end)."""
         with self._lock:
+            if self._closed:
+                return None
             self._closed = True
             return list(self._launches)
 
