@@ -53,7 +53,8 @@ def test_the_test_split_still_scores_like_plain_torch(no_val_run, synthetic):
 
     from convscope.web.samples import Samples
 
-    samples = Samples(SimpleNamespace(config=json.loads((no_val_run / "config.json").read_text()), run_dir=no_val_run))
+    samples = Samples(SimpleNamespace(config=json.loads((no_val_run / "config.json").read_text()), run_dir=no_val_run),
+                      guesses=None)  # the split alone: nothing is guessed
     assert samples.split_name == "test" and torch.equal(samples.labels, synthetic.test.labels)
 
 
@@ -95,7 +96,7 @@ def test_both_fractions_zero_on_offline_mnist_leaves_nothing_to_evaluate(tmp_pat
     from convscope.web.samples import Samples
 
     cfg = json.loads((out / "config.json").read_text())
-    samples = Samples(SimpleNamespace(config=cfg, run_dir=out))
+    samples = Samples(SimpleNamespace(config=cfg, run_dir=out), guesses=None)
     assert samples.split_name == "train" and len(samples.labels) == 5000
 
 

@@ -86,6 +86,12 @@ def _init(spec: dict[str, Any]) -> None:
         signal.signal(sig, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     threading.Thread(target=_watch_parent, args=(os.getppid(),), name="convscope-watch-parent", daemon=True).start()
+    # tqdm (which torch.fx's Interpreter opens, disabled, while the layer graph is built) makes
+    # a multiprocessing lock, a named semaphore the resource tracker counts: a process that is
+    # SIGKILLed never gives it back ("leaked semaphore objects" at the server's exit)
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())
     from safetensors.torch import load
 
     from convscope.models import create_model
