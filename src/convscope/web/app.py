@@ -36,7 +36,7 @@ from starlette.requests import ClientDisconnect
 
 from convscope.web.answer import Answer
 from convscope.web.batching import Batcher, Overloaded
-from convscope.web.decode import MAX_BODY_BYTES, InputError, parse_body
+from convscope.web.decode import InputError, parse_body, read_body
 from convscope.web.engine import Explorer
 from convscope.web.guard import add_guard
 
@@ -59,25 +59,6 @@ def _error(exc: InputError) -> Response:
     from convscope.errors import one_line
 
     return _json({"detail": one_line(exc)[:MAX_DETAIL]}, exc.status)
-
-
-async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The request body, or InputError 413 as soon as it is known to exceed `limit` bytes."""
-    too_big = InputError(f"the request body is over {limit // (1024 * 1024)} MiB; send a smaller image file "
-                         "(scale it down first)", 413)
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise InputError("the Content-Length header is not a number", 400)
-        if int(declared) > limit:
-            raise too_big
-    chunks, total = [], 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise too_big
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 OPTIONAL_ROUTERS = ("convscope.web.units_routes", "convscope.web.training")

@@ -36,6 +36,28 @@ class InputError(ValueError):
         self.status = status
 
 
+async def read_body(request: Any, limit: int = MAX_BODY_BYTES) -> bytes:
+    """A request's body, or InputError 413 as soon as it is known to exceed `limit` bytes (by its
+    Content-Length, or by counting the bytes as they stream in: a lying or chunked client
+    cannot make the server buffer more)."""
+    size = f"{limit // (1024 * 1024)} MiB" if limit >= 1024 * 1024 else f"{limit // 1024} KiB"
+    too_big = InputError(f"the request body is over {size}; send a smaller one (an image file: scale it down first)",
+                         413)
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise InputError("the Content-Length header is not a number", 400)
+        if int(declared) > limit:
+            raise too_big
+    chunks, total = [], 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def parse_body(body: bytes) -> dict[str, Any]:
     """Decode the JSON body of /api/predict into a dict (or raise InputError 400)."""
     if not body:

@@ -317,18 +317,14 @@ def _folders(app: Any) -> list[str]:
 
 async def _body(request: Request) -> dict | Response:
     """The request's JSON object, or the 400/413 answer; never reads more than MAX_BODY bytes."""
-    too_big = _refuse(f"the request body is over {MAX_BODY // 1024} KiB", 413)
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > MAX_BODY:
-        return too_big
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            return too_big
-        chunks.append(chunk)
+    from convscope.web.decode import InputError, read_body
+
     try:
-        obj = json.loads(b"".join(chunks))
+        raw = await read_body(request, MAX_BODY)
+    except InputError as exc:
+        return _refuse(exc, exc.status)
+    try:
+        obj = json.loads(raw)
     except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested beyond Python's stack
         obj = None
     if not isinstance(obj, dict):
