@@ -267,7 +267,7 @@ def test_server_shutdown_stops_the_training_resumably(tmp_path):
         while not any(e["type"] == "step" for e in trainer.events):
             time.sleep(0.05)
     assert trainer.proc.poll() is not None  # leaving the client is the server's shutdown: it waited
-    _wait(trainer, {"stopped"}, timeout=40)
+    _wait(trainer, {"stopped"}, timeout=120)
     assert (out / "state" / "state.pt").is_file() and (out / "config.json").is_file()
 
 
@@ -284,7 +284,7 @@ def test_ctrl_c_to_the_group_then_the_servers_stop_is_one_stop(client, tmp_path)
     trainer.proc.send_signal(signal.SIGINT)
     time.sleep(0.1)  # taken, and the step (0.5 s of pace) still going: a second Ctrl-C would cut it
     trainer.shutdown()
-    _wait(trainer, {"stopped"}, timeout=40)
+    _wait(trainer, {"stopped"}, timeout=120)
     assert "checkpoint saved in" in trainer.message, trainer.message
     assert (tmp_path / "runs" / "twice" / "state" / "state.pt").is_file()
 
