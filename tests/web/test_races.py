@@ -140,3 +140,37 @@ def test_concurrent_requests_across_a_swap_are_each_one_networks_own_answer(runs
     assert versions == {1, 2}, versions  # answers from both networks were checked
     assert model["version"] == 2 and model["input_size"] == [3, 32, 32]
     assert seen[0] >= THREADS  # every thread got through at least once
+
+
+def test_an_answer_while_another_network_is_traced_waits_for_the_trace():
+    """torch.fx patches nn.Module.__call__ for the whole process while it traces (a run opened by
+    the Train tab is traced while answers run): an answer computed meanwhile went through the
+    tracer and failed ("module is not installed as a submodule", a 500 in the race test under
+    load). The trace and every forward of the engine hold one lock, so the answer waits."""
+    from torch import nn
+
+    from convscope.analysis.graph import trace
+    from convscope.web import Explorer
+
+    tracing = threading.Event()
+
+    class Slow(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, x):
+            tracing.set()
+            time.sleep(1.0)  # the tracer's patch is in force for this long
+            return self.fc(x.flatten(1))
+
+    torch.manual_seed(3)
+    engine = Explorer(create_model("lenet5"), GREY)
+    want = numbers(engine.answer([drawing(1)])[0].to_dict())
+    traced = threading.Thread(target=trace, args=(Slow(),))
+    traced.start()
+    assert tracing.wait(120)
+    [got] = engine.answer([drawing(1)])  # while the other network is being traced
+    traced.join(120)
+    assert not isinstance(got, Exception), got
+    assert numbers(got.to_dict()) == want

@@ -24,6 +24,7 @@ receptive fields from here.
 from __future__ import annotations
 
 import operator
+import threading
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -73,12 +74,21 @@ class _Tracer(fx.Tracer):
         return super().is_leaf_module(m, qualname) or next(m.children(), None) is None
 
 
+# torch.fx's tracer patches nn.Module.__call__ for the whole process while it traces: a forward
+# pass in another thread meanwhile goes through the tracer and fails ("module is not installed
+# as a submodule"). Tracing holds this lock, and so does every forward of the explorer's engine
+# (its one lock is this one), so a network traced while the server answers (a Train-tab run
+# opened) never meets an answer half-way.
+FX_LOCK = threading.RLock()
+
+
 def trace(model: nn.Module) -> fx.GraphModule:
     """The model as an fx GraphModule (raises whatever fx raises when it cannot trace)."""
     from convscope.models._base import check_input
 
     tracer = _Tracer(autowrap_functions=(check_input,))
-    graph = tracer.trace(model)
+    with FX_LOCK:
+        graph = tracer.trace(model)
     return fx.GraphModule(tracer.root, graph, type(model).__name__)
 
 

@@ -8,12 +8,13 @@
 The slot holds one immutable `Snapshot` (web/snapshot.py). Every request reads the slot
 once and uses that snapshot to the end, so a swap never mixes two networks in one
 answer; every forward and backward pass through a snapshot's model (batches, lone
-answers, layers, Grad-CAM, the samples' guesses) holds `lock`. The answer processes
-(web/pool.py) hold copies of the network and answer with this same class.
+answers, layers, Grad-CAM, the samples' guesses) holds `lock`, which is also the lock torch.fx
+tracing holds (`analysis.graph.FX_LOCK`): a network traced while answers run (a run opened
+by the Train tab) would otherwise send their forward passes through the tracer. The answer
+processes (web/pool.py) hold copies of the network and answer with this same class.
 """
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from convscope.analysis.graph import FX_LOCK
 from convscope.web import snapshot as snapshots
 from convscope.web.answer import Answer, Prepared, Row, answer_rows, encode_layer
 from convscope.web.decode import InputError, Request, read_request
@@ -46,7 +48,7 @@ class Explorer:
             snapshot = snapshots.build(model, config, run_dir=run_dir, random_weights=random_weights,
                                        origin=origin, version=version)
         self._snapshot = snapshot
-        self.lock = threading.RLock()
+        self.lock = FX_LOCK  # the process's one lock for forward passes and fx tracing (analysis/graph.py)
         self._kept = Kept()
         self._samples: Any = None  # (version, web.samples.Samples) of the current snapshot
 
