@@ -125,21 +125,24 @@ def capture(model: nn.Module, x: torch.Tensor, names: Iterable[str] | None = Non
     return out, cap.outputs
 
 
-def capture_graph(gm: Any, x: torch.Tensor) -> tuple[Any, dict[str, Any]]:
+def capture_graph(gm: Any, x: torch.Tensor, recorder: tuple[Any, list[str]] | None = None) -> tuple[Any, dict[str, Any]]:
     """One forward through a traced `torch.fx.GraphModule`: (output, {fx node name: value}).
 
-    The graph is rewritten once (kept on `gm`) to return every node's value as well as its
+    The graph is rewritten (`graph_recorder`) to return every node's value as well as its
     output: plain generated Python, no interpreter in the loop. In-place operations
     (ReLU(inplace=True), x.relu_()) get a copy of their input, so the value kept for the
-    node before them is what that node computed.
+    node before them is what that node computed. Pass the `recorder` made once for `gm`
+    (the explorer's layer graph keeps it) to skip the rewrite.
     """
-    recorder = getattr(gm, "_convscope_recorder", None)
-    if recorder is None:
-        recorder = _recording_module(gm)
-        gm._convscope_recorder = recorder  # a plain attribute: not a submodule, not in state_dict
+    module, names = recorder if recorder is not None else graph_recorder(gm)
     with torch.inference_mode():
-        out, values = recorder[0](x)
-    return out, dict(zip(recorder[1], values))
+        out, values = module(x)
+    return out, dict(zip(names, values))
+
+
+def graph_recorder(gm: Any) -> tuple[Any, list[str]]:
+    """`gm` rewritten to return (output, every node's value), and the nodes' names."""
+    return _recording_module(gm)
 
 
 def _recording_module(gm: Any) -> tuple[Any, list[str]]:

@@ -29,6 +29,7 @@ from torch import nn
 from convscope.analysis.graph import LayerGraph, module_kind, node_field, pad_amounts, shapes_of, trace
 from convscope.analysis.layer_facts import ACTIVATIONS, activation_facts, window
 from convscope.analysis.receptive import Field
+from convscope.capture import graph_recorder
 
 __all__ = ["Graph", "trace"]
 FOLD_INTO = ("conv", "fc", "bn", "add", "concat", "mul", "lrn")
@@ -43,8 +44,10 @@ class Graph:
         self.note: str | None = None
         self.shown: dict[str, str] = {}
         self.layer_graph: LayerGraph | None = None
+        self.recorder: Any = None  # the graph rewritten to return every node's value (capture.graph_recorder)
         try:
             self.gm: fx.GraphModule | None = trace(model)
+            self.recorder = graph_recorder(self.gm)
         except Exception as exc:  # fx raises TraceError, TypeError, NotImplementedError, ...
             self.gm = None
             self.note = (f"torch.fx could not trace {type(model).__name__} ({type(exc).__name__}: "

@@ -198,7 +198,7 @@ def _forward(graph: Any, model: nn.Module, x: torch.Tensor) -> tuple[torch.Tenso
     from convscope.predictor import main_logits
 
     if graph.gm is not None:
-        out, values = capture_graph(graph.gm, x)
+        out, values = capture_graph(graph.gm, x, graph.recorder)
     else:
         with torch.inference_mode():
             out, values = capture(model, x)
