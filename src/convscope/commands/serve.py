@@ -94,13 +94,18 @@ def _start_and_serve(args: argparse.Namespace, stop: "Stopping") -> int:
 
     # off this machine every route needs a token, printed in the URL (as Jupyter does)
     token = None if is_loopback(args.host) else secrets.token_urlsafe(24)
-    sock = bind_socket(args.host, args.port)  # first: a busy port is one line, before any process starts
-    try:
-        if args.workers > 1:
+    if args.workers > 1:
+        sock = bind_socket(args.host, args.port)  # a busy port is one line, before any process starts
+        try:
             return _serve_workers(args, sock, token)
-        from convscope.web import Explorer  # the pinned name (web/engine.py or web/inference.py)
+        finally:
+            sock.close()
+    from convscope.web import Explorer
 
-        explorer = Explorer.from_run(args.run) if args.model is None else Explorer.from_name(args.model)
+    # the run first: what is wrong with it is its own line, whatever else holds the port
+    explorer = Explorer.from_run(args.run) if args.model is None else Explorer.from_name(args.model)
+    sock = bind_socket(args.host, args.port)  # then the port: a busy one is one line, before any process starts
+    try:
         stop.quiet()  # from here the answer processes start: a signal is noted, then acted on
         return _serve(args, sock, token, processes, explorer, stop)
     finally:
