@@ -120,7 +120,7 @@ class Batcher(Generic[X, Y]):
     def _finish(self, loop: asyncio.AbstractEventLoop, batch: list, task: asyncio.Future) -> None:
         self._running -= 1
         if task.cancelled():
-            outcomes: Sequence = [RuntimeError("the server is shutting down")] * len(batch)
+            outcomes: Sequence = [Overloaded("the server is shutting down; try again in a moment")] * len(batch)
         elif task.exception() is not None:
             outcomes = [task.exception()] * len(batch)
         else:

@@ -25,7 +25,7 @@ import os
 import signal
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import CancelledError, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -165,7 +165,7 @@ class AnswerPool:
         ids = self.explorer.new_ids(len(bodies))
         try:
             results = executor.submit(_answer, bodies, ids).result(timeout=ANSWER_TIMEOUT_S)
-        except (BrokenProcessPool, RuntimeError, TimeoutError) as exc:  # a process died or hung
+        except (BrokenProcessPool, RuntimeError, TimeoutError, CancelledError) as exc:  # died, hung, or stopped
             if not self._closed:  # else close() ended it: the server is stopping
                 log.warning("an answer process failed (%s); starting new ones", type(exc).__name__)
             self._retire(executor)
