@@ -1,7 +1,8 @@
 """Who may drive the explorer: Host, Origin, Content-Type and (off loopback) a token.
 
-    add_guard(app, host="127.0.0.1")                 # this machine's pages only
-    add_guard(app, host="0.0.0.0", token=secret)     # shared: every route needs the token
+    add_guard(app)                                   # the default: bound to 127.0.0.1, this machine's pages only
+    add_guard(app, host=bound, token=secret)         # only when the user passes --host beyond
+                                                     # loopback: then every route needs the token
 
 A web page on another site can make the user's browser send requests to a server on
 127.0.0.1; the guard refuses what such a page can send:
