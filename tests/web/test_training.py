@@ -256,16 +256,24 @@ def test_a_finished_run_without_an_explorer_to_open_it_says_so(tmp_path):
     assert errors and "the explorer cannot open runs" in errors[0]
 
 
+def _train_until_a_step(c, app, out: str, *, pace_ms: int):
+    """Start a 3-epoch synthetic lenet5 into runs/`out` and wait for its first step; its Trainer."""
+    assert c.post("/api/train/start", json={"model": "lenet5", "data": "synthetic", "epochs": 3,
+                                            "out": out, "pace_ms": pace_ms}).status_code == 202
+    trainer = app.state.trainer
+    _wait(trainer, {"running"})
+    deadline = time.monotonic() + 120  # a hang guard
+    while not any(e["type"] == "step" for e in trainer.events):
+        assert time.monotonic() < deadline, "no training step"
+        time.sleep(0.05)
+    return trainer
+
+
 def test_server_shutdown_stops_the_training_resumably(tmp_path):
     app = _app(tmp_path)
     out = tmp_path / "runs" / "bye"
     with TestClient(app, base_url="http://127.0.0.1") as c:
-        assert c.post("/api/train/start", json={"model": "lenet5", "data": "synthetic", "epochs": 3,
-                                                "out": "bye", "pace_ms": 50}).status_code == 202
-        trainer = app.state.trainer
-        _wait(trainer, {"running"})
-        while not any(e["type"] == "step" for e in trainer.events):
-            time.sleep(0.05)
+        trainer = _train_until_a_step(c, app, "bye", pace_ms=50)
     assert trainer.proc.poll() is not None  # leaving the client is the server's shutdown: it waited
     _wait(trainer, {"stopped"}, timeout=120)
     assert (out / "state" / "state.pt").is_file() and (out / "config.json").is_file()
@@ -275,12 +283,7 @@ def test_ctrl_c_to_the_group_then_the_servers_stop_is_one_stop(client, tmp_path)
     """A Ctrl-C in the terminal reaches the worker (SIGINT), then the server's shutdown asks it to
     stop (SIGTERM): one stop at a step's end, the exact position saved, not a second Ctrl-C."""
     c, app = client
-    assert c.post("/api/train/start", json={"model": "lenet5", "data": "synthetic", "epochs": 3,
-                                            "out": "twice", "pace_ms": 500}).status_code == 202
-    trainer = app.state.trainer
-    _wait(trainer, {"running"})
-    while not any(e["type"] == "step" for e in trainer.events):
-        time.sleep(0.05)
+    trainer = _train_until_a_step(c, app, "twice", pace_ms=500)
     trainer.proc.send_signal(signal.SIGINT)
     time.sleep(0.1)  # taken, and the step (0.5 s of pace) still going: a second Ctrl-C would cut it
     trainer.shutdown()
