@@ -48,6 +48,7 @@ class Snapshot:
     version: int = 1
     by_name: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     description_json: str = field(default="", repr=False)  # GET /api/model, made once
+    modules: dict[str, nn.Module] = field(default_factory=dict, repr=False)  # named_modules(), once
 
     # ---- derived facts -----------------------------------------------------------------
     @property
@@ -123,7 +124,7 @@ class Snapshot:
         return found
 
     def module(self, name: str) -> nn.Module | None:
-        return dict(self.model.named_modules()).get(self.layer(name).get("module") or "")
+        return self.modules.get(self.layer(name).get("module") or "")
 
     def prepare(self, image: Any, *, preprocess: bool = True) -> tuple[torch.Tensor, np.ndarray | None]:
         """(x fed to the network, the plain downsample shown beside a digit or None)."""
@@ -164,7 +165,7 @@ def build(model: nn.Module, config: dict[str, Any] | None = None, *, run_dir: st
                     macs=int(sum(layer.get("macs") or 0 for layer in layers)),
                     run_dir=str(run_dir) if run_dir is not None else None, random_weights=random_weights,
                     origin=origin or (str(run_dir) if run_dir is not None else None), version=version,
-                    by_name={layer["name"]: layer for layer in layers})
+                    by_name={layer["name"]: layer for layer in layers}, modules=dict(model.named_modules()))
     return dataclasses.replace(snap, description_json=_describe_json(snap))
 
 
@@ -227,7 +228,7 @@ def _add_costs(model: nn.Module, layers: list[dict[str, Any]], input_size: tuple
 
 def _describe_json(snap: Snapshot) -> str:
     kernels: dict[str, Any] = {}
-    modules = dict(snap.model.named_modules())
+    modules = snap.modules
     for layer in snap.layers:
         mod = modules.get(layer.get("module") or "")
         if layer["kind"] == "conv" and isinstance(mod, nn.Conv2d) and mod.weight.numel() <= MAX_KERNEL_VALUES:
